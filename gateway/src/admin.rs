@@ -1,0 +1,137 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` for probes and
+//! Prometheus, and the JSON API under `/admin/v1/` (bearer token; off when
+//! no `admin_token` is configured). Kept off the S3 port so no path can
+//! collide with a bucket name. Responses are versioned by the path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::backend::{Backend, BucketUsage};
+
+/// What the admin handlers need.
+#[derive(Clone)]
+pub struct AdminState {
+    pub backend: Arc<dyn Backend>,
+    pub token: Option<String>,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// `GET /admin/v1/buckets`.
+#[derive(Debug, Serialize)]
+pub struct BucketsResponse {
+    pub buckets: Vec<BucketUsage>,
+}
+
+/// One storage class as `/admin/v1/cluster` reports it.
+#[derive(Debug, Serialize)]
+pub struct StorageClassView {
+    pub name: String,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+}
+
+/// `GET /admin/v1/cluster`: in fs mode one "node", the gateway itself.
+#[derive(Debug, Serialize)]
+pub struct ClusterResponse {
+    pub mode: String,
+    pub nodes: Vec<serde_json::Value>,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub ring_epoch: u64,
+    pub storage_classes: Vec<StorageClassView>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/v1/buckets", get(buckets))
+        .route("/admin/v1/buckets/{name}", get(bucket))
+        .route("/admin/v1/cluster", get(cluster))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::global().render(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Checks the bearer token in constant time; `Err` is the response to send.
+fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &s.token else {
+        return Err(error(StatusCode::NOT_FOUND, "the admin API is off: set admin_token to enable it"));
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let equal = sent.len() == token.len()
+        && sent.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if equal { Ok(()) } else { Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")) }
+}
+
+async fn buckets(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    match s.backend.usage().await {
+        Ok(buckets) => Json(BucketsResponse { buckets }).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn bucket(State(s): State<AdminState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    match s.backend.usage().await {
+        Ok(all) => match all.into_iter().find(|b| b.name == name) {
+            Some(b) => Json(b).into_response(),
+            None => error(StatusCode::NOT_FOUND, "no such bucket"),
+        },
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn cluster(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    Json(ClusterResponse {
+        mode: s.backend.kind().to_string(),
+        nodes: Vec::new(),
+        leader: None,
+        term: 0,
+        ring_epoch: 0,
+        storage_classes: vec![StorageClassView {
+            name: "STANDARD".into(),
+            data_shards: 1,
+            parity_shards: 0,
+        }],
+    })
+    .into_response()
+}

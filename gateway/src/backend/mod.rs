@@ -1,0 +1,405 @@
+//! The storage Backend: what the S3 layer needs from a store, object by object.
+//!
+//! The S3 front end (`crate::s3`) only translates S3 requests into these
+//! calls; every backend (fs today, distributed next) implements the same
+//! trait so the same behaviour tests run against all of them. Bodies are
+//! streams of `Bytes` in both directions: no backend holds a whole object in
+//! memory. Errors are typed ([`BackendError`]) and mapped to S3 error codes
+//! in exactly one place (`crate::s3::error`).
+
+pub mod fs;
+pub mod listing;
+pub mod registry;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use listing::{ListPage, ListQuery};
+pub use verify::{BodyCheck, Checksums};
+
+/// A body flowing into or out of a backend. Errors are I/O errors so a
+/// client disconnect or a stalled upload surfaces as a failed read.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync>>;
+
+/// Everything that can go wrong in a backend, each variant carrying the
+/// values that explain it. Mapped to S3 codes once, in `s3::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("bucket {bucket} does not exist")]
+    NoSuchBucket { bucket: String },
+    #[error("bucket {bucket} already exists")]
+    BucketAlreadyOwnedByYou { bucket: String },
+    #[error("bucket {bucket} is not empty")]
+    BucketNotEmpty { bucket: String },
+    #[error("no such key {bucket}/{key}")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("no such upload {upload_id}")]
+    NoSuchUpload { upload_id: String },
+    #[error("range not satisfiable for an object of {size} bytes")]
+    InvalidRange { size: u64 },
+    #[error("part number {part_number} is not satisfiable")]
+    InvalidPartNumber { part_number: u32 },
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("Content-MD5 does not match the body")]
+    BadDigest,
+    #[error("Content-MD5 is not a base64 MD5 digest")]
+    InvalidDigest,
+    #[error("the {algorithm} checksum does not match the body")]
+    ChecksumMismatch { algorithm: &'static str },
+    #[error("the body ended after {received} of {expected} bytes")]
+    IncompleteBody { expected: u64, received: u64 },
+    #[error("the body is larger than the {limit}-byte limit")]
+    EntityTooLarge { limit: u64 },
+    #[error("part {part_number} is smaller than the 5 MiB minimum")]
+    EntityTooSmall { part_number: u32 },
+    #[error("part {part_number} is missing or its ETag does not match")]
+    InvalidPart { part_number: u32 },
+    #[error("parts must be listed in ascending order")]
+    InvalidPartOrder,
+    #[error("invalid key: {reason}")]
+    InvalidKey { reason: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the client stopped sending the body")]
+    RequestTimeout,
+    #[error("the body could not be read: {0}")]
+    BodyRead(std::io::Error),
+    #[error("write quorum not met: {acked} of {needed} shards")]
+    QuorumNotMet { acked: usize, needed: usize },
+    #[error("stored data for {bucket}/{key} failed its checksum")]
+    Corrupt { bucket: String, key: String },
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Shorthand used throughout the backends.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// One bucket as the S3 layer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created: OffsetDateTime,
+    /// Anonymous GET/HEAD allowed.
+    pub public: bool,
+}
+
+/// Object count and bytes of a bucket, kept as counters so the admin API
+/// never walks storage per request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketUsage {
+    pub name: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub public: bool,
+    pub storage_class: String,
+}
+
+/// System metadata a client sets on PUT and gets back on GET/HEAD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// The `Expires` header as the client sent it (HTTP date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// Everything known about one stored object version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// Hex MD5 of the body, or `md5-of-part-md5s-N` for multipart; no quotes.
+    pub etag: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_modified: OffsetDateTime,
+    #[serde(default)]
+    pub http: HttpMeta,
+    /// `x-amz-meta-*` without the prefix, lowercase names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub checksums: Checksums,
+    #[serde(default = "standard")]
+    pub storage_class: String,
+    /// Sizes of the parts for a multipart object (for `partNumber` reads
+    /// and GetObjectAttributes); empty for single-part objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
+    /// Object tags in the order they were set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+}
+
+fn standard() -> String {
+    "STANDARD".into()
+}
+
+impl ObjectInfo {
+    /// Byte range covered by part `n` (1-based) of a multipart object, or
+    /// the whole object as part 1 of a single-part object.
+    pub fn part_range(&self, n: u32) -> Option<Range<u64>> {
+        if self.parts.is_empty() {
+            return (n == 1).then_some(0..self.size);
+        }
+        let idx = usize::try_from(n).ok()?.checked_sub(1)?;
+        let start: u64 = self.parts.iter().take(idx).sum();
+        let len = *self.parts.get(idx)?;
+        Some(start..start + len)
+    }
+
+    /// Number of parts as S3 reports it (`x-amz-mp-parts-count`).
+    pub fn parts_count(&self) -> Option<usize> {
+        (!self.parts.is_empty()).then_some(self.parts.len())
+    }
+}
+
+/// Which bytes of an object a read wants, resolved against the version
+/// actually opened so a concurrent replace cannot mismatch range and body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadRange {
+    /// `bytes=first-last` (`last` open when `None`), inclusive.
+    Bytes { first: u64, last: Option<u64> },
+    /// `bytes=-n`: the last n bytes.
+    Suffix(u64),
+    /// `partNumber=n` of a multipart object (1 for a single-part one).
+    Part(u32),
+}
+
+impl ReadRange {
+    /// The byte range this selects in `info`, or the S3 error it earns.
+    pub fn resolve(&self, info: &ObjectInfo) -> Result<Range<u64>> {
+        let size = info.size;
+        let bad = || BackendError::InvalidRange { size };
+        match *self {
+            Self::Bytes { first, last } => {
+                if first >= size {
+                    return Err(bad());
+                }
+                let end = last.map_or(size, |l| l.min(size - 1) + 1);
+                if end <= first {
+                    return Err(bad());
+                }
+                Ok(first..end)
+            }
+            Self::Suffix(n) => {
+                if n == 0 || size == 0 {
+                    return Err(bad());
+                }
+                Ok(size - n.min(size)..size)
+            }
+            Self::Part(n) => {
+                info.part_range(n).ok_or(BackendError::InvalidPartNumber { part_number: n })
+            }
+        }
+    }
+}
+
+/// An opened object version: its metadata, the range being served, and the
+/// bytes (lazy: nothing is read until the stream is polled).
+pub struct GetResult {
+    pub info: ObjectInfo,
+    pub range: Option<Range<u64>>,
+    pub body: ByteStream,
+}
+
+/// What must hold about the current version for a write to go ahead;
+/// checked atomically with the commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// No condition.
+    #[default]
+    None,
+    /// `If-None-Match: *` — the key must not exist.
+    IfAbsent,
+    /// `If-Match: "etag"` — the current version must have this ETag
+    /// (`*`: must exist).
+    IfMatch(String),
+}
+
+impl WriteCondition {
+    /// Whether the write may go ahead given the current version's ETag.
+    pub fn allows(&self, current: Option<&str>) -> bool {
+        match (self, current) {
+            (Self::None, _) => true,
+            (Self::IfAbsent, current) => current.is_none(),
+            (Self::IfMatch(want), Some(etag)) => want == "*" || want == etag,
+            (Self::IfMatch(_), None) => false,
+        }
+    }
+}
+
+/// Options for storing an object.
+#[derive(Debug, Default)]
+pub struct PutOptions {
+    pub http: HttpMeta,
+    pub user_meta: BTreeMap<String, String>,
+    pub storage_class: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub condition: WriteCondition,
+    /// Declared length, when the client sent one.
+    pub size: Option<u64>,
+    pub check: BodyCheck,
+}
+
+/// Options for a new multipart upload (applied to the final object).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UploadOptions {
+    #[serde(default)]
+    pub http: HttpMeta,
+    #[serde(default)]
+    pub user_meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    /// Checksum algorithm the client announced (`x-amz-checksum-algorithm`).
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+}
+
+/// One stored part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub part_number: u32,
+    pub size: u64,
+    /// Hex MD5 of the part, no quotes.
+    pub etag: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_modified: OffsetDateTime,
+    #[serde(default)]
+    pub checksums: Checksums,
+}
+
+/// An in-progress multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: OffsetDateTime,
+    pub storage_class: String,
+    pub checksum_algorithm: Option<String>,
+}
+
+/// A page of ListMultipartUploads.
+#[derive(Debug, Clone, Default)]
+pub struct UploadsPage {
+    pub uploads: Vec<UploadInfo>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+}
+
+/// Query for ListMultipartUploads.
+#[derive(Debug, Clone, Default)]
+pub struct UploadsQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max_uploads: usize,
+}
+
+/// AWS's minimum size for every part but the last.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// AWS's part number range.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// An object store as the S3 layer needs it. Implementations must make
+/// writes visible only once durable and complete, and must never return
+/// bytes that failed their checksum.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Name the registry knows this backend by (`fs`, `distributed`).
+    fn kind(&self) -> &'static str;
+
+    async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()>;
+    async fn delete_bucket(&self, bucket: &str) -> Result<()>;
+    async fn bucket(&self, bucket: &str) -> Result<BucketInfo>;
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>>;
+    async fn set_bucket_public(&self, bucket: &str, public: bool) -> Result<()>;
+    /// Usage counters of every bucket.
+    async fn usage(&self) -> Result<Vec<BucketUsage>>;
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo>;
+    /// Opens the current version and streams it, or the requested range of
+    /// it. Full reads verify the stored checksum at the end and fail the
+    /// stream rather than deliver corrupt bytes.
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ReadRange>,
+    ) -> Result<GetResult>;
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo>;
+    /// Idempotent: deleting a missing key succeeds.
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()>;
+    /// Replaces the tag set of the current version.
+    async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<()>;
+    async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+
+    async fn create_multipart(&self, bucket: &str, key: &str, opts: UploadOptions)
+    -> Result<String>;
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        size: Option<u64>,
+        check: BodyCheck,
+    ) -> Result<PartInfo>;
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+        condition: WriteCondition,
+    ) -> Result<ObjectInfo>;
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+    /// The upload's options and its parts in part-number order.
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(UploadInfo, Vec<PartInfo>)>;
+    async fn list_uploads(&self, bucket: &str, query: &UploadsQuery) -> Result<UploadsPage>;
+
+    /// Flushes and releases resources; called once at shutdown.
+    async fn close(&self) -> Result<()>;
+}

@@ -1,0 +1,104 @@
+//! Backend errors become S3 errors here, in one match, so every backend
+//! answers a client with the same code, status and message AWS would send.
+
+use s3s::{S3Error, S3ErrorCode};
+
+use crate::backend::BackendError;
+
+/// Maps a backend error to the S3 error a client should see.
+pub fn to_s3(err: BackendError) -> S3Error {
+    use BackendError as B;
+    use S3ErrorCode as C;
+    let (code, msg): (C, String) = match &err {
+        B::NoSuchBucket { .. } => (C::NoSuchBucket, "The specified bucket does not exist".into()),
+        B::BucketAlreadyOwnedByYou { .. } => (
+            C::BucketAlreadyOwnedByYou,
+            "Your previous request to create the named bucket succeeded and you already own it."
+                .into(),
+        ),
+        B::BucketNotEmpty { .. } => {
+            (C::BucketNotEmpty, "The bucket you tried to delete is not empty".into())
+        }
+        B::NoSuchKey { .. } => (C::NoSuchKey, "The specified key does not exist.".into()),
+        B::NoSuchUpload { .. } => (
+            C::NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.".into(),
+        ),
+        B::InvalidRange { .. } => (C::InvalidRange, "The requested range is not satisfiable".into()),
+        B::InvalidPartNumber { .. } => {
+            return custom(
+                "InvalidPartNumber",
+                http::StatusCode::RANGE_NOT_SATISFIABLE,
+                "The requested partnumber is not satisfiable",
+            );
+        }
+        B::PreconditionFailed => (
+            C::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold".into(),
+        ),
+        B::BadDigest => (
+            C::BadDigest,
+            "The Content-MD5 you specified did not match what we received.".into(),
+        ),
+        B::InvalidDigest => (C::InvalidDigest, "The Content-MD5 you specified is not valid.".into()),
+        B::ChecksumMismatch { algorithm } => (
+            C::BadDigest,
+            format!("The {algorithm} you specified did not match the calculated checksum."),
+        ),
+        B::IncompleteBody { .. } => (
+            C::IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+                .into(),
+        ),
+        B::EntityTooLarge { .. } => (
+            C::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size.".into(),
+        ),
+        B::EntityTooSmall { .. } => (
+            C::EntityTooSmall,
+            "Your proposed upload is smaller than the minimum allowed object size.".into(),
+        ),
+        B::InvalidPart { .. } => (
+            C::InvalidPart,
+            "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.".into(),
+        ),
+        B::InvalidPartOrder => (
+            C::InvalidPartOrder,
+            "The list of parts was not in ascending order. Parts must be ordered by part number."
+                .into(),
+        ),
+        B::InvalidKey { reason } => (C::InvalidArgument, reason.clone()),
+        B::InvalidArgument(m) => (C::InvalidArgument, m.clone()),
+        B::RequestTimeout => (
+            C::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period.".into(),
+        ),
+        B::BodyRead(e) => (C::IncompleteBody, format!("The request body could not be read: {e}")),
+        B::QuorumNotMet { .. } => (C::ServiceUnavailable, "Please reduce your request rate.".into()),
+        B::Corrupt { .. } | B::Io(_) | B::Internal(_) => {
+            tracing::error!(error = %err, "internal storage error");
+            (C::InternalError, "We encountered an internal error. Please try again.".into())
+        }
+    };
+    let mut e = S3Error::with_message(code, msg);
+    e.set_source(Box::new(err));
+    e
+}
+
+/// An S3 error code s3s has no variant for, with its AWS status.
+pub fn custom(code: &'static str, status: http::StatusCode, message: &'static str) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), message);
+    e.set_status_code(status);
+    e
+}
+
+/// `?`-friendly conversion for handlers.
+pub trait OrS3<T> {
+    fn or_s3(self) -> s3s::S3Result<T>;
+}
+
+impl<T> OrS3<T> for Result<T, BackendError> {
+    fn or_s3(self) -> s3s::S3Result<T> {
+        self.map_err(to_s3)
+    }
+}

@@ -533,17 +533,17 @@ impl Erasure {
                 "must be between 64 KiB and 1 GiB",
             ));
         }
-        if let Some(q) = self.write_quorum {
-            if q < self.data_shards || q > self.data_shards.saturating_add(self.parity_shards) {
-                p.push(ConfigProblem::new(
-                    format!("{at}.write_quorum"),
-                    format!(
-                        "must be between data_shards ({}) and data_shards + parity_shards ({})",
-                        self.data_shards,
-                        self.data_shards.saturating_add(self.parity_shards)
-                    ),
-                ));
-            }
+        if let Some(q) = self.write_quorum
+            && (q < self.data_shards || q > self.data_shards.saturating_add(self.parity_shards))
+        {
+            p.push(ConfigProblem::new(
+                format!("{at}.write_quorum"),
+                format!(
+                    "must be between data_shards ({}) and data_shards + parity_shards ({})",
+                    self.data_shards,
+                    self.data_shards.saturating_add(self.parity_shards)
+                ),
+            ));
         }
         p
     }

@@ -79,10 +79,13 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// Checks the bearer token in constant time; `Err` is the response to send.
-fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token in constant time; `Some` is the refusal to send.
+fn refuse(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.token else {
-        return Err(error(StatusCode::NOT_FOUND, "the admin API is off: set admin_token to enable it"));
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            "the admin API is off: set admin_token to enable it",
+        ));
     };
     let sent = headers
         .get(header::AUTHORIZATION)
@@ -91,11 +94,11 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         .unwrap_or_default();
     let equal = sent.len() == token.len()
         && sent.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if equal { Ok(()) } else { Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")) }
+    (!equal).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
 }
 
 async fn buckets(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+    if let Some(r) = refuse(&s, &headers) {
         return r;
     }
     match s.backend.usage().await {
@@ -104,8 +107,12 @@ async fn buckets(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn bucket(State(s): State<AdminState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+async fn bucket(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
         return r;
     }
     match s.backend.usage().await {
@@ -118,7 +125,7 @@ async fn bucket(State(s): State<AdminState>, headers: HeaderMap, Path(name): Pat
 }
 
 async fn cluster(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+    if let Some(r) = refuse(&s, &headers) {
         return r;
     }
     Json(ClusterResponse {

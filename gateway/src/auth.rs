@@ -92,7 +92,8 @@ impl Keyring {
     /// Whether ListBuckets should show `bucket` to `access_key`.
     pub fn may_see_bucket(&self, access_key: &str, bucket: &str) -> bool {
         let Some(user) = self.users.get(access_key) else { return false };
-        user.policies.is_empty() || user.policies.iter().any(|p| p.bucket == "*" || p.bucket == bucket)
+        user.policies.is_empty()
+            || user.policies.iter().any(|p| p.bucket == "*" || p.bucket == bucket)
     }
 }
 
@@ -130,8 +131,12 @@ pub fn action(op: &str) -> String {
         "ListObjects" | "ListObjectsV2" | "HeadBucket" => "s3:ListBucket",
         "ListObjectVersions" => "s3:ListBucketVersions",
         "ListBuckets" => "s3:ListAllMyBuckets",
-        "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" | "UploadPartCopy"
-        | "CopyObject" | "PostObject" => "s3:PutObject",
+        "CreateMultipartUpload"
+        | "UploadPart"
+        | "CompleteMultipartUpload"
+        | "UploadPartCopy"
+        | "CopyObject"
+        | "PostObject" => "s3:PutObject",
         "ListParts" => "s3:ListMultipartUploadParts",
         "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
         "DeleteObjects" => "s3:DeleteObject",
@@ -185,11 +190,18 @@ mod tests {
 
     fn ring() -> Keyring {
         Keyring::new(&[
-            AuthConfig { access_key_id: "admin".into(), secret_access_key: "s".into(), policy: vec![] },
+            AuthConfig {
+                access_key_id: "admin".into(),
+                secret_access_key: "s".into(),
+                policy: vec![],
+            },
             AuthConfig {
                 access_key_id: "reader".into(),
                 secret_access_key: "s".into(),
-                policy: vec![PolicyConfig { bucket: "a".into(), actions: vec!["s3:GetObject".into()] }],
+                policy: vec![PolicyConfig {
+                    bucket: "a".into(),
+                    actions: vec!["s3:GetObject".into()],
+                }],
             },
         ])
     }
@@ -215,7 +227,10 @@ mod tests {
         let (a, src) = Keyring::resolve(&[], env);
         assert_eq!((a[0].access_key_id.as_str(), src), ("envkey", CredentialSource::Environment));
         let (a, src) = Keyring::resolve(&[], |_| None);
-        assert_eq!((a[0].access_key_id.as_str(), src), (DEV_ACCESS_KEY_ID, CredentialSource::DevDefault));
+        assert_eq!(
+            (a[0].access_key_id.as_str(), src),
+            (DEV_ACCESS_KEY_ID, CredentialSource::DevDefault)
+        );
         assert_eq!(action("HeadObject"), "s3:GetObject");
         assert_eq!(action("PutObjectTagging"), "s3:PutObjectTagging");
     }

@@ -57,7 +57,9 @@ pub async fn s3_layer(mut req: Request, next: Next) -> Response {
         let mut r = xml_error(
             StatusCode::BAD_REQUEST,
             "RequestHeaderSectionTooLarge",
-            &format!("Your request header section exceeds the maximum allowed size of {MAX_HEADER_BYTES} bytes."),
+            &format!(
+                "Your request header section exceeds the maximum allowed size of {MAX_HEADER_BYTES} bytes."
+            ),
             &id,
         );
         set_id(&mut r, &id);
@@ -76,11 +78,17 @@ pub async fn s3_layer(mut req: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     m.observe(op.get(), status.as_u16(), elapsed.as_secs_f64());
     span.in_scope(|| {
-        tracing::info!(operation = op.get(), status = status.as_u16(), ms = elapsed.as_millis() as u64, "request")
+        tracing::info!(
+            operation = op.get(),
+            status = status.as_u16(),
+            ms = elapsed.as_millis() as u64,
+            "request"
+        )
     });
     if status == StatusCode::NOT_MODIFIED {
         *resp.body_mut() = Body::empty();
-    } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD {
+    } else if (status.is_client_error() || status.is_server_error()) && method != http::Method::HEAD
+    {
         resp = with_request_id(resp, &id).await;
     }
     set_id(&mut resp, &id);
@@ -200,7 +208,11 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).max_buf_size(256 << 10);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(256 << 10);
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     let conn = watcher.watch(conn.into_owned());
     if let Err(e) = conn.await {

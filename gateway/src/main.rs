@@ -11,7 +11,11 @@ async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .map_err(|e| anyhow::anyhow!("--log {:?}: {e}", cli.log))?;
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    if cli.log_json { fmt.json().init() } else { fmt.init() }
+    if cli.log_json {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
 
     let config = cli.load_config()?;
     let gw = Gateway::start(config.clone()).await?;

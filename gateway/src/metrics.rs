@@ -41,7 +41,9 @@ impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("predastore_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<OpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<OpLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
         let in_flight = Gauge::default();

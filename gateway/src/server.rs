@@ -116,7 +116,11 @@ impl Gateway {
     }
 }
 
-fn s3_service(config: &GatewayConfig, backend: Arc<dyn Backend>, keyring: Arc<Keyring>) -> anyhow::Result<S3Service> {
+fn s3_service(
+    config: &GatewayConfig,
+    backend: Arc<dyn Backend>,
+    keyring: Arc<Keyring>,
+) -> anyhow::Result<S3Service> {
     let front = Front {
         backend: Arc::clone(&backend),
         keyring: Arc::clone(&keyring),
@@ -130,9 +134,7 @@ fn s3_service(config: &GatewayConfig, backend: Arc<dyn Backend>, keyring: Arc<Ke
     b.set_auth(KeyringAuth(Arc::clone(&keyring)));
     b.set_access(AccessControl { keyring, backend });
     if let Some(domain) = &config.domain {
-        let host = s3s::host::MultiDomain::new([domain.as_str()])
-            .map_err(|e| anyhow::anyhow!("domain {domain:?}: {e}"))?;
-        b.set_host(host);
+        b.set_host(VirtualHosts { domain: domain.to_ascii_lowercase() });
     }
     let mut s3_config = s3s::config::S3Config::default();
     // XML bodies (DeleteObjects, CompleteMultipartUpload) are small; POST
@@ -141,6 +143,28 @@ fn s3_service(config: &GatewayConfig, backend: Arc<dyn Backend>, keyring: Arc<Ke
     s3_config.post_object_max_file_size = 64 << 20;
     b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
     Ok(b.build())
+}
+
+/// Virtual-hosted-style addressing under `domain`: `bucket.<domain>[:port]`
+/// names the bucket; any other host (an IP, `<domain>` itself, a name we
+/// do not serve) falls back to path-style, so both styles work at once.
+struct VirtualHosts {
+    domain: String,
+}
+
+impl s3s::host::S3Host for VirtualHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let name = name.to_ascii_lowercase();
+        let vh = s3s::host::VirtualHost::new(self.domain.as_str());
+        Ok(match name.strip_suffix(self.domain.as_str()).and_then(|p| p.strip_suffix('.')) {
+            Some(bucket) if !bucket.is_empty() => vh.with_bucket(bucket.to_string()),
+            _ => vh,
+        })
+    }
 }
 
 async fn s3_handler(State(service): State<Arc<S3Service>>, req: Request) -> Response {

@@ -96,18 +96,22 @@ pub fn list_page(source: &dyn KeySource, q: &ListQuery) -> ListPage {
                 }
                 continue;
             }
-            if count == q.max_keys {
-                page.is_truncated = true;
-                break 'seek;
-            }
             let rest = &entry.key[q.prefix.len()..];
             if let Some(d) = q.delimiter.as_deref().filter(|d| !d.is_empty())
                 && let Some(pos) = rest.find(d)
             {
                 let cp = entry.key[..q.prefix.len() + pos + d.len()].to_string();
-                count += 1;
-                page.next_marker = Some(cp.clone());
-                page.common_prefixes.push(cp.clone());
+                // A prefix at or before the marker was returned on an
+                // earlier page: skip its keys without counting it again.
+                if q.after.as_deref().is_none_or(|a| cp.as_str() > a) {
+                    if count == q.max_keys {
+                        page.is_truncated = true;
+                        break 'seek;
+                    }
+                    count += 1;
+                    page.next_marker = Some(cp.clone());
+                    page.common_prefixes.push(cp.clone());
+                }
                 // Skip everything under this common prefix in one seek.
                 match prefix_successor(&cp) {
                     Some(succ) => {
@@ -117,6 +121,10 @@ pub fn list_page(source: &dyn KeySource, q: &ListQuery) -> ListPage {
                     }
                     None => break 'seek,
                 }
+            }
+            if count == q.max_keys {
+                page.is_truncated = true;
+                break 'seek;
             }
             count += 1;
             page.next_marker = Some(entry.key.clone());

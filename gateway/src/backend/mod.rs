@@ -321,6 +321,14 @@ pub struct UploadsQuery {
     pub max_uploads: usize,
 }
 
+/// The body of one part and what it must satisfy.
+pub struct PartBody {
+    pub stream: ByteStream,
+    /// Declared length, when the client sent one.
+    pub size: Option<u64>,
+    pub check: BodyCheck,
+}
+
 /// AWS's minimum size for every part but the last.
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// AWS's part number range.
@@ -370,17 +378,19 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
     async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
 
-    async fn create_multipart(&self, bucket: &str, key: &str, opts: UploadOptions)
-    -> Result<String>;
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: UploadOptions,
+    ) -> Result<String>;
     async fn upload_part(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         part_number: u32,
-        body: ByteStream,
-        size: Option<u64>,
-        check: BodyCheck,
+        body: PartBody,
     ) -> Result<PartInfo>;
     async fn complete_multipart(
         &self,

@@ -277,19 +277,22 @@ mod tests {
 
     #[tokio::test]
     async fn mismatches_are_typed() {
-        let bad_md5 = BodyCheck { content_md5: Some("AAAAAAAAAAAAAAAAAAAAAA==".into()), ..Default::default() };
+        let bad_md5 = BodyCheck {
+            content_md5: Some("AAAAAAAAAAAAAAAAAAAAAA==".into()),
+            ..Default::default()
+        };
         let e = drain(CheckedBody::new(body(&[b"x"]), None, bad_md5).unwrap()).await.unwrap_err();
         assert!(matches!(e, BackendError::BadDigest), "{e}");
 
-        let mut expected = Checksums::default();
-        expected.crc32c = Some("AAAAAA==".into());
+        let expected = Checksums { crc32c: Some("AAAAAA==".into()), ..Default::default() };
         let bad_sum = BodyCheck { expected, ..Default::default() };
         let e = drain(CheckedBody::new(body(&[b"x"]), None, bad_sum).unwrap()).await.unwrap_err();
         assert!(matches!(e, BackendError::ChecksumMismatch { algorithm: "CRC32C" }), "{e}");
 
-        let short = drain(CheckedBody::new(body(&[b"abc"]), Some(5), BodyCheck::default()).unwrap())
-            .await
-            .unwrap_err();
+        let short =
+            drain(CheckedBody::new(body(&[b"abc"]), Some(5), BodyCheck::default()).unwrap())
+                .await
+                .unwrap_err();
         assert!(matches!(short, BackendError::IncompleteBody { expected: 5, received: 3 }));
 
         let big = BodyCheck { max_size: Some(2), ..Default::default() };
@@ -299,12 +302,11 @@ mod tests {
 
     #[tokio::test]
     async fn trailer_checksums_are_checked_after_the_body() {
-        let mut late = Checksums::default();
-        late.crc32 = Some("DUoRhQ==".into());
-        let check = BodyCheck { trailer: Some(Arc::new(move || late.clone())), ..Default::default() };
-        let s = drain(CheckedBody::new(body(&[b"hello world"]), None, check).unwrap())
-            .await
-            .unwrap();
+        let late = Checksums { crc32: Some("DUoRhQ==".into()), ..Default::default() };
+        let check =
+            BodyCheck { trailer: Some(Arc::new(move || late.clone())), ..Default::default() };
+        let s =
+            drain(CheckedBody::new(body(&[b"hello world"]), None, check).unwrap()).await.unwrap();
         assert_eq!(s.checksums.crc32.as_deref(), Some("DUoRhQ=="));
         assert!(s.checksums.crc32c.is_none(), "only what was sent is stored");
     }

@@ -66,12 +66,19 @@ pub async fn create_bucket(
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let i = req.input;
-    no_grants(&[&i.grant_full_control, &i.grant_read, &i.grant_read_acp, &i.grant_write, &i.grant_write_acp])?;
+    no_grants(&[
+        &i.grant_full_control,
+        &i.grant_read,
+        &i.grant_read_acp,
+        &i.grant_write,
+        &i.grant_write_acp,
+    ])?;
     let public = match &i.acl {
         Some(acl) => public_from_canned(acl.as_str())?,
         None => false,
     };
-    if let Some(lc) = i.create_bucket_configuration.as_ref().and_then(|c| c.location_constraint.as_ref())
+    if let Some(lc) =
+        i.create_bucket_configuration.as_ref().and_then(|c| c.location_constraint.as_ref())
         && !lc.as_str().is_empty()
         && lc.as_str() != f.region
     {
@@ -159,7 +166,10 @@ pub async fn get_bucket_acl(
     req: S3Request<GetBucketAclInput>,
 ) -> S3Result<S3Response<GetBucketAclOutput>> {
     let b = f.backend.bucket(&req.input.bucket).await.or_s3()?;
-    Ok(S3Response::new(GetBucketAclOutput { grants: Some(acl_grants(b.public)), owner: Some(owner()) }))
+    Ok(S3Response::new(GetBucketAclOutput {
+        grants: Some(acl_grants(b.public)),
+        owner: Some(owner()),
+    }))
 }
 
 /// Whether an AccessControlPolicy body makes the bucket public; grants to
@@ -190,13 +200,22 @@ pub async fn put_bucket_acl(
     req: S3Request<PutBucketAclInput>,
 ) -> S3Result<S3Response<PutBucketAclOutput>> {
     let i = req.input;
-    no_grants(&[&i.grant_full_control, &i.grant_read, &i.grant_read_acp, &i.grant_write, &i.grant_write_acp])?;
+    no_grants(&[
+        &i.grant_full_control,
+        &i.grant_read,
+        &i.grant_read_acp,
+        &i.grant_write,
+        &i.grant_write_acp,
+    ])?;
     f.backend.bucket(&i.bucket).await.or_s3()?;
     let public = match (&i.acl, &i.access_control_policy) {
         (Some(acl), _) => public_from_canned(acl.as_str())?,
         (None, Some(p)) => public_from_policy(p)?,
         (None, None) => {
-            return Err(s3_error!(MissingSecurityHeader, "Your request was missing a required header"));
+            return Err(s3_error!(
+                MissingSecurityHeader,
+                "Your request was missing a required header"
+            ));
         }
     };
     f.backend.set_bucket_public(&i.bucket, public).await.or_s3()?;

@@ -11,12 +11,15 @@ use super::get::{Verdict, evaluate};
 use super::multipart::part_number;
 use super::put::{with_checksums, write_condition};
 use super::{Front, etag, http_meta, parse_tagging_header, storage_class, ts, user_meta};
-use crate::backend::{BodyCheck, GetResult, PutOptions, ReadRange};
+use crate::backend::{BodyCheck, GetResult, PartBody, PutOptions, ReadRange};
 
 /// Source bucket and key, after checking the caller may read it.
 fn source<T>(f: &Front, req: &S3Request<T>, cs: &CopySource) -> S3Result<(String, String)> {
     let CopySource::Bucket { bucket, key, version_id } = cs else {
-        return Err(s3_error!(InvalidArgument, "Copy from an access point or outpost is not supported"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "Copy from an access point or outpost is not supported"
+        ));
     };
     if version_id.as_deref().is_some_and(|v| v != "null") {
         return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
@@ -84,7 +87,8 @@ pub async fn copy_object(
     } else {
         (src.http.clone(), src.user_meta.clone())
     };
-    let tags = if replace_tags { parse_tagging_header(i.tagging.as_deref())? } else { src.tags.clone() };
+    let tags =
+        if replace_tags { parse_tagging_header(i.tagging.as_deref())? } else { src.tags.clone() };
     // Keep the source's full-object checksums (recomputed while copying).
     let mut compute: Vec<String> = if src.parts.is_empty() {
         src.checksums.iter().map(|(n, _)| n.to_string()).collect()
@@ -101,7 +105,11 @@ pub async fn copy_object(
         tags,
         condition: write_condition(None, None)?,
         size: Some(src.size),
-        check: BodyCheck { compute, max_size: Some(f.limits.max_object_size), ..Default::default() },
+        check: BodyCheck {
+            compute,
+            max_size: Some(f.limits.max_object_size),
+            ..Default::default()
+        },
     };
     let info = f.backend.put_object(&i.bucket, &i.key, got.body, opts).await.or_s3()?;
     let mut result = CopyObjectResult {
@@ -156,7 +164,13 @@ pub async fn upload_part_copy(
     let check = BodyCheck { max_size: Some(f.limits.max_object_size), ..Default::default() };
     let part = f
         .backend
-        .upload_part(&i.bucket, &i.key, &i.upload_id, n, got.body, Some(len), check)
+        .upload_part(
+            &i.bucket,
+            &i.key,
+            &i.upload_id,
+            n,
+            PartBody { stream: got.body, size: Some(len), check },
+        )
         .await
         .or_s3()?;
     let mut result = CopyPartResult {
@@ -165,5 +179,8 @@ pub async fn upload_part_copy(
         ..Default::default()
     };
     with_checksums!(result, part);
-    Ok(S3Response::new(UploadPartCopyOutput { copy_part_result: Some(result), ..Default::default() }))
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(result),
+        ..Default::default()
+    }))
 }

@@ -13,7 +13,8 @@ use crate::backend::ListQuery;
 use crate::backend::listing::{ListEntry, ListPage};
 
 /// Characters left as-is by `encoding-type=url` (RFC 3986 unreserved + `/`).
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+const KEEP: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
 fn enc(url: bool, s: String) -> String {
     if url { utf8_percent_encode(&s, KEEP).to_string() } else { s }
@@ -22,7 +23,9 @@ fn enc(url: bool, s: String) -> String {
 fn max_keys(m: Option<i32>) -> S3Result<usize> {
     match m {
         None => Ok(1000),
-        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must be a non-negative integer")),
+        Some(n) if n < 0 => {
+            Err(s3_error!(InvalidArgument, "max-keys must be a non-negative integer"))
+        }
         Some(n) => Ok((n as usize).min(1000)),
     }
 }
@@ -138,7 +141,10 @@ pub async fn list_objects(
         max_keys: Some(max as i32),
         is_truncated: Some(p.is_truncated),
         contents: Some(
-            p.objects.into_iter().map(|e| Object { owner: Some(owner()), ..object(e, url) }).collect(),
+            p.objects
+                .into_iter()
+                .map(|e| Object { owner: Some(owner()), ..object(e, url) })
+                .collect(),
         ),
         common_prefixes: Some(prefixes(p.common_prefixes, url)),
         delimiter: i.delimiter.map(|d| enc(url, d)),

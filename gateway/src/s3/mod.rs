@@ -100,11 +100,8 @@ pub(crate) fn parse_http_date(s: &str) -> Option<Timestamp> {
 pub(crate) fn user_meta(
     meta: Option<Metadata>,
 ) -> S3Result<std::collections::BTreeMap<String, String>> {
-    let meta: std::collections::BTreeMap<String, String> = meta
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+    let meta: std::collections::BTreeMap<String, String> =
+        meta.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let size: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > MAX_USER_METADATA {
         return Err(s3_error!(
@@ -120,7 +117,9 @@ pub(crate) fn storage_class(sc: Option<&StorageClass>) -> S3Result<Option<String
     match sc.map(StorageClass::as_str) {
         None => Ok(None),
         Some(StorageClass::STANDARD) => Ok(Some(StorageClass::STANDARD.into())),
-        Some(_) => Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid")),
+        Some(_) => {
+            Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid"))
+        }
     }
 }
 
@@ -145,12 +144,19 @@ pub(crate) fn parse_tagging_header(h: Option<&str>) -> S3Result<Vec<(String, Str
 /// AWS's object tag limits: 10 tags, key ≤ 128, value ≤ 256, unique keys.
 pub(crate) fn check_tags(tags: &[(String, String)]) -> S3Result<()> {
     if tags.len() > 10 {
-        return Err(error::custom("BadRequest", http::StatusCode::BAD_REQUEST, "Object tags cannot be greater than 10"));
+        return Err(error::custom(
+            "BadRequest",
+            http::StatusCode::BAD_REQUEST,
+            "Object tags cannot be greater than 10",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(s3_error!(InvalidTag, "The TagKey or TagValue you have provided is invalid"));
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagKey or TagValue you have provided is invalid"
+            ));
         }
         if !seen.insert(k) {
             return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
@@ -224,16 +230,28 @@ pub(crate) fn owner() -> Owner {
 
 #[async_trait::async_trait]
 impl S3 for Front {
-    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         bucket::list_buckets(self, req).await
     }
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         bucket::create_bucket(self, req).await
     }
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         bucket::delete_bucket(self, req).await
     }
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         bucket::head_bucket(self, req).await
     }
     async fn get_bucket_location(
@@ -248,13 +266,22 @@ impl S3 for Front {
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         bucket::get_bucket_versioning(self, req).await
     }
-    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
         bucket::get_bucket_acl(self, req).await
     }
-    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
         bucket::put_bucket_acl(self, req).await
     }
-    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
         bucket::get_bucket_cors(self, req).await
     }
     async fn get_bucket_policy(
@@ -276,19 +303,34 @@ impl S3 for Front {
         bucket::get_bucket_tagging(self, req).await
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         put::put_object(self, req).await
     }
-    async fn post_object(&self, req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
+    async fn post_object(
+        &self,
+        req: S3Request<PostObjectInput>,
+    ) -> S3Result<S3Response<PostObjectOutput>> {
         put::post_object(self, req).await
     }
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         get::get_object(self, req).await
     }
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         get::head_object(self, req).await
     }
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         put::delete_object(self, req).await
     }
     async fn delete_objects(
@@ -297,11 +339,17 @@ impl S3 for Front {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         put::delete_objects(self, req).await
     }
-    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
         copy::copy_object(self, req).await
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         list::list_objects(self, req).await
     }
     async fn list_objects_v2(
@@ -323,7 +371,10 @@ impl S3 for Front {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         multipart::create(self, req).await
     }
-    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         multipart::upload_part(self, req).await
     }
     async fn upload_part_copy(
@@ -344,7 +395,10 @@ impl S3 for Front {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         multipart::abort(self, req).await
     }
-    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
         multipart::list_parts(self, req).await
     }
     async fn list_multipart_uploads(
@@ -372,10 +426,16 @@ impl S3 for Front {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         object_meta::delete_tagging(self, req).await
     }
-    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> S3Result<S3Response<GetObjectAclOutput>> {
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
         object_meta::get_acl(self, req).await
     }
-    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> S3Result<S3Response<PutObjectAclOutput>> {
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
         object_meta::put_acl(self, req).await
     }
     async fn get_object_attributes(

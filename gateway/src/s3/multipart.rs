@@ -10,7 +10,7 @@ use super::{
     Front, body_check, body_stream, declared_len, etag, http_meta, owner, parse_tagging_header,
     storage_class, ts, user_meta,
 };
-use crate::backend::{UploadOptions, UploadsQuery};
+use crate::backend::{PartBody, UploadOptions, UploadsQuery};
 
 pub async fn create(
     f: &Front,
@@ -43,12 +43,14 @@ pub async fn create(
 }
 
 pub(super) fn part_number(n: i32) -> S3Result<u32> {
-    u32::try_from(n)
-        .ok()
-        .filter(|n| (1..=crate::backend::MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| {
-            s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")
-        })
+    u32::try_from(n).ok().filter(|n| (1..=crate::backend::MAX_PART_NUMBER).contains(n)).ok_or_else(
+        || {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        },
+    )
 }
 
 pub async fn upload_part(
@@ -60,7 +62,10 @@ pub async fn upload_part(
     let n = part_number(i.part_number)?;
     let size = declared_len(i.content_length)?;
     if size.is_some_and(|s| s > f.limits.max_object_size.min(5 << 30)) {
-        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
+        ));
     }
     let check = body_check(
         f,
@@ -75,7 +80,13 @@ pub async fn upload_part(
     );
     let part = f
         .backend
-        .upload_part(&i.bucket, &i.key, &i.upload_id, n, body_stream(i.body), size, check)
+        .upload_part(
+            &i.bucket,
+            &i.key,
+            &i.upload_id,
+            n,
+            PartBody { stream: body_stream(i.body), size, check },
+        )
         .await
         .or_s3()?;
     let mut out = UploadPartOutput { e_tag: Some(etag(&part.etag)), ..Default::default() };

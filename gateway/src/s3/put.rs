@@ -19,10 +19,9 @@ pub(super) fn write_condition(
 ) -> S3Result<WriteCondition> {
     match (if_none_match, if_match) {
         (Some(ETagCondition::Any), None) => Ok(WriteCondition::IfAbsent),
-        (Some(ETagCondition::ETag(_)), _) => Err(s3_error!(
-            InvalidArgument,
-            "If-None-Match on a write only accepts the value *"
-        )),
+        (Some(ETagCondition::ETag(_)), _) => {
+            Err(s3_error!(InvalidArgument, "If-None-Match on a write only accepts the value *"))
+        }
         (None, Some(ETagCondition::Any)) => Ok(WriteCondition::IfMatch("*".into())),
         (None, Some(ETagCondition::ETag(e))) => Ok(WriteCondition::IfMatch(e.value().to_string())),
         (None, None) => Ok(WriteCondition::None),
@@ -54,7 +53,10 @@ pub async fn put_object(
     let i = req.input;
     let size = declared_len(i.content_length)?;
     if size.is_some_and(|s| s > f.limits.max_object_size) {
-        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
+        ));
     }
     let check = body_check(
         f,

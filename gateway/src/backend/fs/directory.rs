@@ -74,7 +74,9 @@ fn refuse(reason: impl Into<String>) -> BackendError {
 /// The file that holds `key`, or why `key` cannot be a file here.
 pub(super) fn key_path(root: &Path, key: &str) -> Result<PathBuf> {
     if key.starts_with('/') || key.ends_with('/') {
-        return Err(refuse("a directory bucket stores keys as files: a key cannot start or end with '/'"));
+        return Err(refuse(
+            "a directory bucket stores keys as files: a key cannot start or end with '/'",
+        ));
     }
     for (i, seg) in key.split('/').enumerate() {
         if seg.is_empty() || seg == "." || seg == ".." {
@@ -183,7 +185,9 @@ pub(super) fn commit(
             return Err(if is_conflict(&e) { conflict() } else { e.into() });
         }
         if !parent.canonicalize()?.starts_with(root) {
-            return Err(refuse(format!("{key:?} leads out of the bucket directory through a symlink")));
+            return Err(refuse(format!(
+                "{key:?} leads out of the bucket directory through a symlink"
+            )));
         }
         if path.is_dir() {
             return Err(conflict());
@@ -287,7 +291,9 @@ impl Iterator for WalkIter<'_> {
             if is_dir {
                 let dir_key = format!("{key}/");
                 let skip = match (&self.from, prefix_successor(&dir_key)) {
-                    (Bound::Included(f) | Bound::Excluded(f), Some(succ)) => succ.as_str() <= f.as_str(),
+                    (Bound::Included(f) | Bound::Excluded(f), Some(succ)) => {
+                        succ.as_str() <= f.as_str()
+                    }
                     _ => false,
                 };
                 if !skip {

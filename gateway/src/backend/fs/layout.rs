@@ -104,7 +104,11 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &Path) -> io::Re
     if v.v != FORMAT_VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}: record version {} is not supported (expected {FORMAT_VERSION})", what.display(), v.v),
+            format!(
+                "{}: record version {} is not supported (expected {FORMAT_VERSION})",
+                what.display(),
+                v.v
+            ),
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| bad_record(what, &e))

@@ -284,7 +284,12 @@ impl FsBackend {
                     std::fs::create_dir_all(meta.parent().expect("object dir"))?;
                     std::fs::rename(tmp.path(), &data_path)?;
                     tmp.disarm();
-                    let rec = ObjectRecord { v: FORMAT_VERSION, data: vid.clone(), crc32c: Some(crc32c), info };
+                    let rec = ObjectRecord {
+                        v: FORMAT_VERSION,
+                        data: vid.clone(),
+                        crc32c: Some(crc32c),
+                        info,
+                    };
                     if let Err(e) = write_record(&b.tmp(), &meta, &rec) {
                         let _ = remove_if_exists(&data_path);
                         return Err(e.into());
@@ -296,7 +301,9 @@ impl FsBackend {
                     }
                     rec.info
                 }
-                Store::Directory { root } => directory::commit(root, &b.dir, &key, tmp, info, crc32c)?,
+                Store::Directory { root } => {
+                    directory::commit(root, &b.dir, &key, tmp, info, crc32c)?
+                }
             };
             b.account(&key, old.as_ref().map(|o| &o.info), Some(&info));
             Ok(info)
@@ -334,9 +341,13 @@ fn load_managed(dir: PathBuf, rec: BucketRecord) -> Result<Bucket> {
                         current.insert(hash.to_string(), r.data);
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::error!(path = %p.display(), error = %e, "unreadable object record left in place"),
+                    Err(e) => {
+                        tracing::error!(path = %p.display(), error = %e, "unreadable object record left in place")
+                    }
                 },
-                Some((hash, vid)) => data_files.push((p.clone(), hash.to_string(), vid.to_string())),
+                Some((hash, vid)) => {
+                    data_files.push((p.clone(), hash.to_string(), vid.to_string()))
+                }
                 None => {}
             }
         }
@@ -503,8 +514,7 @@ impl Backend for FsBackend {
     async fn set_bucket_public(&self, bucket: &str, public: bool) -> Result<()> {
         let b = self.get(bucket)?;
         b.public.store(public, Ordering::Relaxed);
-        blocking(move || Ok(write_record(&b.tmp(), &b.dir.join("bucket.json"), &b.record())?))
-            .await
+        blocking(move || Ok(write_record(&b.tmp(), &b.dir.join("bucket.json"), &b.record())?)).await
     }
 
     async fn usage(&self) -> Result<Vec<BucketUsage>> {
@@ -531,7 +541,12 @@ impl Backend for FsBackend {
         rec.map(|r| r.info).ok_or_else(|| no_such_key(bucket, key))
     }
 
-    async fn get_object(&self, bucket: &str, key: &str, range: Option<ReadRange>) -> Result<GetResult> {
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ReadRange>,
+    ) -> Result<GetResult> {
         let b = self.get(bucket)?;
         check_key(key)?;
         // A concurrent replace may remove the data file between reading the
@@ -581,7 +596,13 @@ impl Backend for FsBackend {
         Err(BackendError::Internal(format!("{bucket}/{key} kept changing while being opened")))
     }
 
-    async fn put_object(&self, bucket: &str, key: &str, body: ByteStream, opts: PutOptions) -> Result<ObjectInfo> {
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
         let b = self.get(bucket)?;
         check_key(key)?;
         if let Store::Directory { root } = &b.store {
@@ -637,7 +658,12 @@ impl Backend for FsBackend {
         .await
     }
 
-    async fn set_object_tags(&self, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
+    async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<()> {
         let b = self.get(bucket)?;
         check_key(key)?;
         let _guard = self.locks.lock(&Self::lock_name(bucket, key)).await;
@@ -670,7 +696,12 @@ impl Backend for FsBackend {
         .await
     }
 
-    async fn create_multipart(&self, bucket: &str, key: &str, opts: UploadOptions) -> Result<String> {
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: UploadOptions,
+    ) -> Result<String> {
         let b = self.get(bucket)?;
         check_key(key)?;
         if let Store::Directory { root } = &b.store {
@@ -685,14 +716,12 @@ impl Backend for FsBackend {
         key: &str,
         upload_id: &str,
         part_number: u32,
-        body: ByteStream,
-        size: Option<u64>,
-        check: BodyCheck,
+        body: PartBody,
     ) -> Result<PartInfo> {
         let b = self.get(bucket)?;
         multipart::check_part_number(part_number)?;
         let up = multipart::upload_dir(&b, key, upload_id).await?;
-        let (tmp, summary, crc) = Self::receive(&b, body, size, check).await?;
+        let (tmp, summary, crc) = Self::receive(&b, body.stream, body.size, body.check).await?;
         let _guard = self.locks.lock(&format!("u/{upload_id}")).await;
         multipart::store_part(b, up, part_number, tmp, summary, crc).await
     }
@@ -721,7 +750,12 @@ impl Backend for FsBackend {
         multipart::remove_upload(up).await
     }
 
-    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(UploadInfo, Vec<PartInfo>)> {
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(UploadInfo, Vec<PartInfo>)> {
         let b = self.get(bucket)?;
         let up = multipart::upload_dir(&b, key, upload_id).await?;
         multipart::list_parts(up, upload_id).await

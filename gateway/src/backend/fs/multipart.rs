@@ -188,7 +188,9 @@ pub(super) async fn assemble(
                 tracing::error!(path = %data.display(), "stored part failed its checksum");
                 return Err(BackendError::Corrupt { bucket: b.name.clone(), key: key.clone() });
             }
-            etags.extend(hex::decode(&p.info.etag).map_err(|e| BackendError::Internal(e.to_string()))?);
+            etags.extend(
+                hex::decode(&p.info.etag).map_err(|e| BackendError::Internal(e.to_string()))?,
+            );
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -288,7 +290,9 @@ pub(super) async fn list_uploads(b: Arc<Bucket>, q: UploadsQuery) -> Result<Uplo
 
 /// Pure paging of uploads (shared logic, tested without disks).
 pub(crate) fn page_uploads(mut all: Vec<UploadInfo>, q: &UploadsQuery) -> UploadsPage {
-    all.sort_by(|a, b| (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id)));
+    all.sort_by(|a, b| {
+        (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
+    });
     let mut page = UploadsPage::default();
     let max = q.max_uploads.min(1000);
     let mut count = 0;
@@ -306,7 +310,9 @@ pub(crate) fn page_uploads(mut all: Vec<UploadInfo>, q: &UploadsQuery) -> Upload
             }
         }
         let cp = q.delimiter.as_deref().filter(|d| !d.is_empty()).and_then(|d| {
-            u.key[q.prefix.len()..].find(d).map(|p| u.key[..q.prefix.len() + p + d.len()].to_string())
+            u.key[q.prefix.len()..]
+                .find(d)
+                .map(|p| u.key[..q.prefix.len() + p + d.len()].to_string())
         });
         if let Some(cp) = &cp
             && (page.common_prefixes.last() == Some(cp) || q.key_marker.as_ref() == Some(cp))

@@ -1,0 +1,164 @@
+//! Bad input gets a clear 4xx, nothing partial is stored, and the server
+//! keeps serving.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::common::*;
+
+async fn still_serving(t: &TestGateway) {
+    t.client().list_buckets().send().await.expect("server still serves");
+}
+
+#[tokio::test]
+async fn malformed_xml_bodies() {
+    let t = TestGateway::start().await;
+    t.client().create_bucket().bucket("xml").send().await.unwrap();
+    let ep = t.endpoint();
+    for (method, path, body) in [
+        ("POST", "/xml?delete", "<Delete><Object><Key>a</Key></Object"),
+        ("POST", "/xml?delete", "not xml at all"),
+        ("PUT", "/xml/k?tagging", "<Tagging><TagSet><Tag><Key>a</Tag></TagSet></Tagging>"),
+    ] {
+        let md5 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(hex::decode(md5_hex(body.as_bytes())).unwrap())
+        };
+        let r = signed(
+            method,
+            &format!("{ep}{path}"),
+            &[("content-md5", &md5)],
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("<Code>MalformedXML</Code>"), "{path}: {text}");
+    }
+    still_serving(&t).await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let t = TestGateway::start().await;
+    let big = "v".repeat(64 << 10);
+    let r = http_client()
+        .get(format!("{}/", t.endpoint()))
+        .header("x-amz-meta-big", &big)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 400 || r.status() == 431, "{}", r.status());
+    if r.status() == 400 {
+        assert!(r.text().await.unwrap().contains("RequestHeaderSectionTooLarge"));
+    }
+    // User metadata over AWS's 2 KiB limit.
+    let meta = "m".repeat(3000);
+    let e = t.client().create_bucket().bucket("yyy").send().await.map(|_| ());
+    e.unwrap();
+    let e = t
+        .client()
+        .put_object()
+        .bucket("yyy")
+        .key("k")
+        .metadata("big", meta)
+        .body(b"xml".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("MetadataTooLarge", 400));
+    still_serving(&t).await;
+}
+
+#[tokio::test]
+async fn bad_content_lengths() {
+    let t = TestGateway::with(|c| c.max_object_size = 1 << 20).await;
+    t.client().create_bucket().bucket("zzz").send().await.unwrap();
+    let addr = t.gw().s3_addr();
+    for cl in ["-1", "abc", "99999999999999999999999"] {
+        let headers = vec![
+            ("host".to_string(), addr.to_string()),
+            ("content-length".to_string(), cl.to_string()),
+        ];
+        let mut s = raw_request(addr, "PUT", "/zzz/k", &headers).await;
+        let resp = read_response(&mut s, Duration::from_secs(5)).await;
+        let status_line = resp.lines().next().unwrap_or_default().to_string();
+        assert!(
+            status_line.contains(" 400 ") || status_line.contains(" 403 "),
+            "{cl}: {status_line}"
+        );
+    }
+    // Declared size beyond the configured limit: refused before the body.
+    let url = format!("http://{addr}/zzz/huge");
+    let mut h = signed_headers("PUT", &url, &[("content-length", "1099511627776")]);
+    h.retain(|(k, _)| k != "content-length");
+    h.push(("content-length".into(), "1099511627776".into()));
+    let mut s = raw_request(addr, "PUT", "/zzz/huge", &h).await;
+    let resp = read_response(&mut s, Duration::from_secs(5)).await;
+    assert!(resp.contains("EntityTooLarge"), "{resp}");
+    let e = t
+        .client()
+        .put_object()
+        .bucket("zzz")
+        .key("big")
+        .body(vec![0u8; (1 << 20) + 1].into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "EntityTooLarge");
+    still_serving(&t).await;
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out_and_stores_nothing() {
+    let t = TestGateway::with(|c| c.idle_timeout_secs = 1).await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("sss").send().await.unwrap();
+    let addr = t.gw().s3_addr();
+    let url = format!("http://{addr}/sss/stalled");
+    let h = signed_headers("PUT", &url, &[("content-length", "100")]);
+    let mut s = raw_request(addr, "PUT", "/sss/stalled", &h).await;
+    s.write_all(&[7u8; 10]).await.unwrap();
+    let resp = read_response(&mut s, Duration::from_secs(10)).await;
+    assert!(resp.contains("RequestTimeout"), "{resp}");
+    let e = s3.head_object().bucket("sss").key("stalled").send().await.unwrap_err();
+    assert_eq!(status(&e), 404);
+    let data = t.data_dir();
+    eventually("temp files removed", Duration::from_secs(5), || temp_files(&data).is_empty()).await;
+    still_serving(&t).await;
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_body_keeps_previous_version() {
+    let t = TestGateway::start().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("ddd").send().await.unwrap();
+    s3.put_object().bucket("ddd").key("k").body(b"previous".to_vec().into()).send().await.unwrap();
+    let addr = t.gw().s3_addr();
+    let url = format!("http://{addr}/ddd/k");
+    for _ in 0..5 {
+        let h = signed_headers("PUT", &url, &[("content-length", "1048576")]);
+        let mut s = raw_request(addr, "PUT", "/ddd/k", &h).await;
+        s.write_all(&vec![1u8; 300_000]).await.unwrap();
+        drop(s);
+    }
+    let data = t.data_dir();
+    eventually("temp files removed", Duration::from_secs(10), || temp_files(&data).is_empty())
+        .await;
+    let got = s3.get_object().bucket("ddd").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().to_vec(), b"previous");
+    let l = s3.list_objects_v2().bucket("ddd").send().await.unwrap();
+    assert_eq!(l.key_count(), Some(1));
+    assert_eq!(l.contents()[0].size(), Some(8));
+}
+
+#[tokio::test]
+async fn unsupported_operations_answer_501_in_xml() {
+    let t = TestGateway::start().await;
+    t.client().create_bucket().bucket("uuu").send().await.unwrap();
+    let r = signed("GET", &format!("{}/uuu?website", t.endpoint()), &[], vec![]).await;
+    assert_eq!(r.status(), 501);
+    assert!(r.text().await.unwrap().contains("<Code>NotImplemented</Code>"));
+}

@@ -1,0 +1,353 @@
+//! Test harness: a real gateway in-process on 127.0.0.1:0 and real clients
+//! (aws-sdk-s3, reqwest with SigV4) talking to it over loopback.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use predastore_core::config::{AuthConfig, GatewayConfig, PolicyConfig};
+use predastore_gateway::server::Gateway;
+
+pub const AK: &str = "test-admin";
+pub const SK: &str = "test-admin-secret";
+
+/// A gateway serving fs mode from a temp dir.
+pub struct TestGateway {
+    pub gw: Option<Gateway>,
+    pub dir: tempfile::TempDir,
+    pub config: GatewayConfig,
+}
+
+pub fn base_config(dir: &std::path::Path) -> GatewayConfig {
+    let mut storage = predastore_core::config::StorageConfig::default();
+    storage.fs.base_path = dir.join("data");
+    GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        storage,
+        admin_token: Some("admin-token".into()),
+        auth: vec![
+            AuthConfig { access_key_id: AK.into(), secret_access_key: SK.into(), policy: vec![] },
+            AuthConfig {
+                access_key_id: "reader".into(),
+                secret_access_key: "reader-secret".into(),
+                policy: vec![PolicyConfig {
+                    bucket: "alpha".into(),
+                    actions: vec!["s3:GetObject".into()],
+                }],
+            },
+        ],
+        ..GatewayConfig::default()
+    }
+}
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(f: impl FnOnce(&mut GatewayConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(dir.path());
+        f(&mut config);
+        let gw = Gateway::start(config.clone()).await.expect("gateway starts");
+        Self { gw: Some(gw), dir, config }
+    }
+
+    pub fn gw(&self) -> &Gateway {
+        self.gw.as_ref().unwrap()
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.gw().endpoint()
+    }
+
+    pub fn admin(&self) -> String {
+        format!("http://{}", self.gw().admin_addr())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.storage.fs.base_path.clone()
+    }
+
+    pub fn client(&self) -> Client {
+        client(&self.endpoint(), AK, SK)
+    }
+
+    pub fn client_as(&self, ak: &str, sk: &str) -> Client {
+        client(&self.endpoint(), ak, sk)
+    }
+
+    /// Stops and starts again on the same data (new ports).
+    pub async fn restart(&mut self) {
+        self.gw.take().unwrap().shutdown().await;
+        self.gw = Some(Gateway::start(self.config.clone()).await.expect("gateway restarts"));
+    }
+}
+
+pub fn client(endpoint: &str, ak: &str, sk: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// The S3 error code of an SDK error.
+pub fn code<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()).unwrap_or("<no code>").to_string()
+}
+
+/// HTTP status of an SDK error.
+pub fn status<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> u16 {
+    e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// Sends a raw request signed with SigV4 (for bodies and headers the SDK
+/// will not produce).
+pub async fn signed(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+    };
+    use aws_sigv4::sign::v4;
+    let identity = aws_credential_types::Credentials::new(AK, SK, None, None, "t").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(body.clone()).unwrap();
+    let host = req.uri().authority().unwrap().to_string();
+    req.headers_mut().insert("host", host.parse().unwrap());
+    let hs: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        hs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions.apply_to_request_http1x(&mut req);
+    let req = reqwest::Request::try_from(req.map(reqwest::Body::from)).unwrap();
+    http_client().execute(req).await.unwrap()
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use s3s::crypto::Checksum as _;
+    hex::encode(s3s::crypto::Md5::checksum(data))
+}
+
+/// Headers (incl. Authorization) of a SigV4-signed request whose payload
+/// is not signed, for raw-socket tests that misbehave mid-body.
+pub fn signed_headers(method: &str, url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+    };
+    use aws_sigv4::sign::v4;
+    let identity = aws_credential_types::Credentials::new(AK, SK, None, None, "t").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let uri: http::Uri = url.parse().unwrap();
+    let mut req = http::Request::builder().method(method).uri(url);
+    req = req.header("host", uri.authority().unwrap().as_str());
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(()).unwrap();
+    let hs: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        hs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::UnsignedPayload,
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions.apply_to_request_http1x(&mut req);
+    req.headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+        .collect()
+}
+
+/// Writes a raw HTTP/1.1 request head to a new connection.
+pub async fn raw_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Reads until the peer closes or `limit` passes; returns what arrived.
+pub async fn read_response(s: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if String::from_utf8_lossy(&buf).contains("</Error>") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Waits until `cond` holds or the deadline passes.
+pub async fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Files left in any bucket's tmp/ dir under the data dir.
+pub fn temp_files(data: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(buckets) = std::fs::read_dir(data.join("buckets")) {
+        for b in buckets.flatten() {
+            if let Ok(tmp) = std::fs::read_dir(b.path().join("tmp")) {
+                out.extend(tmp.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `predastore-gateway` process.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub s3: String,
+    pub admin: String,
+}
+
+impl GatewayProcess {
+    /// Starts the binary with `args` and waits for `/readyz`.
+    pub async fn spawn(
+        args: &[&str],
+        s3_port: u16,
+        admin_port: u16,
+        log: &std::path::Path,
+    ) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_predastore-gateway"))
+            .args(args)
+            .env_remove("PREDASTORE_ACCESS_KEY_ID")
+            .env_remove("PREDASTORE_SECRET_ACCESS_KEY")
+            .env_remove("PREDASTORE_CONFIG")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn predastore-gateway");
+        let p = Self {
+            child,
+            s3: format!("http://127.0.0.1:{s3_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+        };
+        let http = http_client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", p.admin)).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "gateway did not become ready");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        p
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

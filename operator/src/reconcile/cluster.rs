@@ -1,0 +1,305 @@
+//! PredastoreCluster reconciler: observe, plan, build, apply, status.
+//!
+//! A rejected spec ([`crate::plan`]) changes nothing but the status. An
+//! accepted one is applied object by object (server-side apply, skipped
+//! when the live object already matches), then readiness is read back from
+//! the StatefulSet and Deployment and, once gateways are up, ring epoch and
+//! node health from the gateway admin API. The finalizer holds deletion
+//! until the cluster's Buckets are gone, so bucket cleanup can still reach
+//! S3; everything else is garbage-collected through owner references.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use predastore_core::config::ClusterFile;
+
+use crate::build::{self, Material};
+use crate::certs::{self, TlsMaterial};
+use crate::context::{self, Context, Result};
+use crate::crd::{Bucket, Mode, PredastoreCluster, PredastoreClusterStatus, StorageClass};
+use crate::names::{self, CLUSTER_FINALIZER, Names};
+use crate::plan::{self, PlanInputs};
+use crate::status::{self, Observed, phase};
+
+/// Reconciles one PredastoreCluster.
+pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let names = Names::of(&c);
+    let api: Api<PredastoreCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    if c.meta().deletion_timestamp.is_some() {
+        return cleanup(&c, &api, &ctx, &names).await;
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+    let inputs = observe_inputs(&c, &ctx, &names).await?;
+    let plan = match plan::plan(&c.spec, &inputs) {
+        Ok(p) => p,
+        Err(problems) => {
+            let new = status::rejected(&c, &problems, &now);
+            if c.status.as_ref().and_then(|s| s.phase.as_deref()) != Some(phase::FAILED) {
+                let note = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                ctx.event(&c, EventType::Warning, "InvalidSpec", note).await;
+            }
+            context::patch_status(&api, &c, c.status.as_ref(), &new).await?;
+            return Ok(Action::requeue(ctx.settings.ready_period));
+        }
+    };
+
+    // Only an accepted spec gets the finalizer: a rejected one has nothing
+    // to clean up.
+    let c = context::add_finalizer(&api, &c, CLUSTER_FINALIZER).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    if let Some(user) = &c.spec.credentials_secret {
+        let found = secrets.get_opt(user).await?;
+        let complete = found.as_ref().is_some_and(|s| {
+            let data = s.data.clone().unwrap_or_default();
+            data.contains_key(names::ACCESS_KEY_ID_KEY)
+                && data.contains_key(names::SECRET_ACCESS_KEY_KEY)
+        });
+        if !complete {
+            let problem = plan::SpecProblem {
+                reason: "CredentialsSecretMissing",
+                message: format!(
+                    "Secret {user} with keys {} and {} not found in namespace {}",
+                    names::ACCESS_KEY_ID_KEY,
+                    names::SECRET_ACCESS_KEY_KEY,
+                    names.namespace
+                ),
+            };
+            let new = status::rejected(&c, &[problem], &now);
+            context::patch_status(&api, &c, c.status.as_ref(), &new).await?;
+            return Ok(Action::requeue(ctx.settings.progress_period));
+        }
+    }
+
+    let material = material(&c, &secrets, &names, plan.members).await?;
+    let desired = build::desired(&c, &plan, &material);
+    let mut wrote = 0;
+    for o in &desired.secrets {
+        wrote += usize::from(context::apply(&ctx.client, o).await?);
+    }
+    for o in &desired.config_maps {
+        wrote += usize::from(context::apply(&ctx.client, o).await?);
+    }
+    for o in &desired.services {
+        wrote += usize::from(context::apply(&ctx.client, o).await?);
+    }
+    for o in &desired.stateful_sets {
+        wrote += usize::from(context::apply(&ctx.client, o).await?);
+    }
+    for o in &desired.deployments {
+        wrote += usize::from(context::apply(&ctx.client, o).await?);
+    }
+    for o in &desired.pdbs {
+        wrote += usize::from(context::apply(&ctx.client, o).await?);
+    }
+    tracing::debug!(cluster = %names.cluster, wrote, "applied");
+
+    if let Some(before) = inputs.current_members
+        && plan.members > before
+    {
+        let note = format!("scaling from {before} to {} nodes; new members added to the cluster file", plan.members);
+        ctx.event(&c, EventType::Normal, "ScalingUp", note).await;
+    }
+
+    let seen = observe_readiness(&c, &ctx, &names, &plan, &material).await?;
+    let new = status::cluster(&c, &plan, &seen, &now);
+    let old_phase = c.status.as_ref().and_then(|s| s.phase.clone());
+    if old_phase != new.phase {
+        let p = new.phase.clone().unwrap_or_default();
+        let kind = if p == phase::DEGRADED { EventType::Warning } else { EventType::Normal };
+        let msg = new.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
+        ctx.event(&c, kind, &p, msg).await;
+    }
+    if plan.scale_down_refused.is_some() && !scale_down_reported(c.status.as_ref()) {
+        let msg = new.conditions[1].message.clone();
+        ctx.event(&c, EventType::Warning, "ScaleDownRefused", msg).await;
+    }
+    context::patch_status(&api, &c, c.status.as_ref(), &new).await?;
+    Ok(Action::requeue(if new.phase.as_deref() == Some(phase::READY) {
+        ctx.settings.ready_period
+    } else {
+        ctx.settings.progress_period
+    }))
+}
+
+fn scale_down_reported(s: Option<&PredastoreClusterStatus>) -> bool {
+    s.is_some_and(|s| s.conditions.iter().any(|c| c.reason == "ScaleDownRefused"))
+}
+
+async fn observe_inputs(c: &PredastoreCluster, ctx: &Context, names: &Names) -> Result<PlanInputs> {
+    let classes: Api<StorageClass> = Api::all(ctx.client.clone());
+    let classes: BTreeMap<_, _> = classes
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .map(|sc| (sc.name_any(), sc.spec))
+        .collect();
+    let zones = match &c.spec.nodes.zone_topology_key {
+        Some(key) if c.spec.mode == Mode::Distributed => {
+            let nodes: Api<Node> = Api::all(ctx.client.clone());
+            let zones: BTreeSet<String> = nodes
+                .list(&ListParams::default())
+                .await?
+                .into_iter()
+                .filter_map(|n| n.labels().get(key).cloned())
+                .collect();
+            Some(zones)
+        }
+        _ => None,
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let current_members = cms
+        .get_opt(&names.config())
+        .await?
+        .and_then(|cm| cm.data?.get(names::CLUSTER_TOML).cloned())
+        .and_then(|text| ClusterFile::from_toml(&text).ok())
+        .map(|f| f.nodes.len());
+    Ok(PlanInputs { classes, zones, current_members })
+}
+
+fn secret_text(s: &Secret, key: &str) -> Option<String> {
+    let b = s.data.as_ref()?.get(key)?;
+    String::from_utf8(b.0.clone()).ok()
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut out = String::new();
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// Reads the cluster's Secrets and makes what is missing.
+async fn material(
+    c: &PredastoreCluster,
+    secrets: &Api<Secret>,
+    names: &Names,
+    members: usize,
+) -> Result<Material> {
+    let own = secrets.get_opt(&names.credentials()).await?;
+    let admin_token = own
+        .as_ref()
+        .and_then(|s| secret_text(s, names::ADMIN_TOKEN_KEY))
+        .unwrap_or_else(|| random_token(24));
+    let credentials = match &c.spec.credentials_secret {
+        Some(_) => None,
+        None => Some(
+            own.as_ref()
+                .and_then(|s| {
+                    Some((
+                        secret_text(s, names::ACCESS_KEY_ID_KEY)?,
+                        secret_text(s, names::SECRET_ACCESS_KEY_KEY)?,
+                    ))
+                })
+                .unwrap_or_else(|| {
+                    (format!("PD{}", random_token(9).to_uppercase()), random_token(20))
+                }),
+        ),
+    };
+    let tls = match c.spec.mode {
+        Mode::Fs => TlsMaterial::new(),
+        Mode::Distributed => {
+            let existing: TlsMaterial = secrets
+                .get_opt(&names.tls())
+                .await?
+                .and_then(|s| s.data)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
+                .collect();
+            certs::ensure(&existing, names, members)?
+        }
+    };
+    Ok(Material { credentials, admin_token, tls })
+}
+
+async fn observe_readiness(
+    c: &PredastoreCluster,
+    ctx: &Context,
+    names: &Names,
+    plan: &plan::Plan,
+    material: &Material,
+) -> Result<Observed> {
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let ready_sts = |s: Option<StatefulSet>| {
+        s.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0).max(0) as usize
+    };
+    let (ready_nodes, ready_gateways) = match c.spec.mode {
+        Mode::Fs => (0, ready_sts(sts.get_opt(&names.gateway()).await?)),
+        Mode::Distributed => (
+            ready_sts(sts.get_opt(&names.nodes()).await?),
+            deploys
+                .get_opt(&names.gateway())
+                .await?
+                .and_then(|d| d.status)
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                .max(0) as usize,
+        ),
+    };
+    let mut seen = Observed { ready_nodes, ready_gateways, ..Observed::default() };
+    if ready_gateways > 0 && plan.mode == Mode::Distributed {
+        let base = c
+            .status
+            .as_ref()
+            .and_then(|s| s.admin_endpoint.clone())
+            .unwrap_or_else(|| names.admin_endpoint());
+        match ctx.admin.cluster(&base, &material.admin_token).await {
+            Ok(info) => {
+                seen.ring_epoch = Some(info.ring_epoch);
+                seen.healthy_nodes = Some(info.nodes.iter().filter(|n| n.healthy).count());
+            }
+            Err(e) => tracing::info!(cluster = %names.cluster, error = %e, "admin API not reachable"),
+        }
+    }
+    Ok(seen)
+}
+
+async fn cleanup(
+    c: &PredastoreCluster,
+    api: &Api<PredastoreCluster>,
+    ctx: &Context,
+    names: &Names,
+) -> Result<Action> {
+    let buckets: Api<Bucket> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let left: Vec<String> = buckets
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|b| b.spec.cluster_ref == names.cluster)
+        .map(|b| b.name_any())
+        .collect();
+    if left.is_empty() {
+        context::remove_finalizer(api, c, CLUSTER_FINALIZER).await?;
+        return Ok(Action::await_change());
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let previous = c.status.clone().unwrap_or_default();
+    let message = format!(
+        "waiting for {} Bucket(s) to be deleted first: {}",
+        left.len(),
+        left.join(", ")
+    );
+    let new = PredastoreClusterStatus {
+        phase: Some(phase::DELETING.into()),
+        conditions: status::conditions(
+            vec![status::Cond::new("Ready", false, "WaitingForBuckets", message)],
+            &previous.conditions,
+            c.metadata.generation,
+            &now,
+        ),
+        ..previous
+    };
+    context::patch_status(api, c, c.status.as_ref(), &new).await?;
+    Ok(Action::requeue(ctx.settings.progress_period))
+}

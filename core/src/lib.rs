@@ -2,5 +2,9 @@
 //!
 //! - [`config`]: the gateway config and cluster file schemas, with the one
 //!   loader and validator everyone uses.
+//! - [`ring`]: placement of shards on nodes (consistent hashing, zones).
+//! - [`erasure`]: Reed–Solomon codec and the streaming chunker.
 
 pub mod config;
+pub mod erasure;
+pub mod ring;

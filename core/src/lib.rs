@@ -4,7 +4,11 @@
 //!   loader and validator everyone uses.
 //! - [`ring`]: placement of shards on nodes (consistent hashing, zones).
 //! - [`erasure`]: Reed–Solomon codec and the streaming chunker.
+//! - [`checksum`]: CRC-32C for stored bytes.
+//! - [`shard`]: shard ids and what nodes report about shards and space.
 
+pub mod checksum;
 pub mod config;
 pub mod erasure;
 pub mod ring;
+pub mod shard;

@@ -6,9 +6,11 @@
 //! - [`erasure`]: Reed–Solomon codec and the streaming chunker.
 //! - [`checksum`]: CRC-32C for stored bytes.
 //! - [`shard`]: shard ids and what nodes report about shards and space.
+//! - [`wire`]: versioned request/response frames of the shard protocol.
 
 pub mod checksum;
 pub mod config;
 pub mod erasure;
 pub mod ring;
 pub mod shard;
+pub mod wire;

@@ -1,0 +1,171 @@
+//! Wire frames: round trips, hostile input, and the stored v1 samples.
+
+use predastore_core::shard::{ShardId, ShardInfo, Usage};
+use predastore_core::wire::{
+    ErrorCode, MAX_LIST, MAX_PAYLOAD, Request, Response, WireError, read_payload, split_frame,
+};
+use proptest::prelude::*;
+
+fn shard() -> impl Strategy<Value = ShardId> {
+    (any::<u128>(), any::<u32>(), any::<u8>()).prop_map(|(object, chunk, index)| ShardId {
+        object,
+        chunk,
+        index,
+    })
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (shard(), any::<u64>()).prop_map(|(shard, len)| Request::Put { shard, len }),
+        (shard(), any::<u64>(), any::<Option<u64>>())
+            .prop_map(|(shard, offset, len)| Request::Get { shard, offset, len }),
+        shard().prop_map(|shard| Request::Delete { shard }),
+        shard().prop_map(|shard| Request::Stat { shard }),
+        (proptest::option::of(shard()), any::<u32>())
+            .prop_map(|(after, limit)| Request::List { after, limit }),
+        Just(Request::Usage),
+    ]
+}
+
+fn info() -> impl Strategy<Value = ShardInfo> {
+    (shard(), any::<u64>()).prop_map(|(id, len)| ShardInfo { id, len })
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        Just(Response::Done),
+        (any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(shard_len, offset, len)| Response::Data { shard_len, offset, len }),
+        info().prop_map(Response::Stat),
+        (proptest::collection::vec(info(), 0..50), any::<bool>())
+            .prop_map(|(shards, more)| Response::List { shards, more }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(a, b, c, d)| {
+            Response::Usage(Usage { capacity: a, available: b, used: c, shards: d })
+        }),
+        (1u8..=7, ".{0,200}")
+            .prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn requests_round_trip(r in request()) {
+        let f = r.encode();
+        prop_assert_eq!(Request::decode(split_frame(&f).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn responses_round_trip(r in response()) {
+        let f = r.encode();
+        prop_assert_eq!(Response::decode(split_frame(&f).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(r in request(), s in response()) {
+        for f in [r.encode(), s.encode()] {
+            for cut in 0..f.len() {
+                prop_assert!(split_frame(&f[..cut]).is_err(), "cut at {}", cut);
+                let payload = &f[10..];
+                if cut < payload.len() {
+                    prop_assert!(Request::decode(&payload[..cut]).is_err());
+                    prop_assert!(Response::decode(&payload[..cut]).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Request::decode(&bytes);
+        let _ = Response::decode(&bytes);
+        let _ = split_frame(&bytes);
+    }
+}
+
+#[tokio::test]
+async fn stream_reader_refuses_bad_prefixes_before_allocating() {
+    let good = Request::Usage.encode();
+    let mut oversize = good.to_vec();
+    oversize[6..10].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
+    assert!(matches!(
+        read_payload(&mut &oversize[..]).await,
+        Err(WireError::Oversize(n)) if n == MAX_PAYLOAD + 1
+    ));
+    let mut version = good.to_vec();
+    version[4] = 9;
+    assert!(matches!(read_payload(&mut &version[..]).await, Err(WireError::UnknownVersion(9))));
+    let mut magic = good.to_vec();
+    magic[0] = b'X';
+    assert!(matches!(read_payload(&mut &magic[..]).await, Err(WireError::BadMagic(_))));
+    assert!(matches!(read_payload(&mut &good[..5]).await, Err(WireError::Truncated(_))));
+    assert!(matches!(read_payload(&mut &good[..]).await, Ok(p) if p == [0x06]));
+    assert!(matches!(Request::decode(&[0x42]), Err(WireError::UnknownTag(0x42))));
+    let list = Response::List {
+        shards: vec![ShardInfo { id: sample_shard(), len: 1 }; MAX_LIST as usize],
+        more: true,
+    };
+    assert!(list.encode().len() <= MAX_PAYLOAD as usize + 10, "a full listing fits a frame");
+}
+
+fn sample_shard() -> ShardId {
+    ShardId { object: 0x0123_4567_89ab_cdef_0011_2233_4455_6677, chunk: 3, index: 2 }
+}
+
+fn sample_requests() -> Vec<Request> {
+    let s = sample_shard();
+    vec![
+        Request::Put { shard: s, len: 8 << 20 },
+        Request::Get { shard: s, offset: 10, len: Some(100) },
+        Request::Get { shard: s, offset: 0, len: None },
+        Request::Delete { shard: s },
+        Request::Stat { shard: s },
+        Request::List { after: Some(s), limit: 1024 },
+        Request::List { after: None, limit: 1 },
+        Request::Usage,
+    ]
+}
+
+fn sample_responses() -> Vec<Response> {
+    let s = sample_shard();
+    vec![
+        Response::Done,
+        Response::Data { shard_len: 1000, offset: 10, len: 100 },
+        Response::Stat(ShardInfo { id: s, len: 77 }),
+        Response::List { shards: vec![ShardInfo { id: s, len: 5 }], more: false },
+        Response::Usage(Usage { capacity: 1 << 40, available: 1 << 39, used: 12345, shards: 3 }),
+        Response::Error { code: ErrorCode::Corrupt, message: "block 3 checksum mismatch".into() },
+    ]
+}
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+
+async fn frames(path: &str) -> Vec<Vec<u8>> {
+    let raw = std::fs::read(path).unwrap();
+    let mut r = &raw[..];
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(read_payload(&mut r).await.unwrap());
+    }
+    out
+}
+
+/// v1 frames must keep decoding. `UPDATE_SAMPLES=1` writes the files; do
+/// that only when adding a version, never to paper over a change.
+#[tokio::test]
+async fn stored_v1_samples_decode() {
+    let req_path = format!("{DATA}/wire-v1-requests.bin");
+    let resp_path = format!("{DATA}/wire-v1-responses.bin");
+    if std::env::var_os("UPDATE_SAMPLES").is_some() {
+        let cat = |fs: Vec<bytes::Bytes>| fs.concat();
+        std::fs::write(&req_path, cat(sample_requests().iter().map(Request::encode).collect()))
+            .unwrap();
+        std::fs::write(&resp_path, cat(sample_responses().iter().map(Response::encode).collect()))
+            .unwrap();
+    }
+    let reqs: Vec<Request> =
+        frames(&req_path).await.iter().map(|p| Request::decode(p).unwrap()).collect();
+    assert_eq!(reqs, sample_requests());
+    let resps: Vec<Response> =
+        frames(&resp_path).await.iter().map(|p| Response::decode(p).unwrap()).collect();
+    assert_eq!(resps, sample_responses());
+}

@@ -7,10 +7,16 @@
 //! - [`checksum`]: CRC-32C for stored bytes.
 //! - [`shard`]: shard ids and what nodes report about shards and space.
 //! - [`wire`]: versioned request/response frames of the shard protocol.
+//! - [`transport`]: QUIC endpoints and connection reuse, mutual TLS.
+//! - [`certs`]: the cluster CA and node/gateway certificates.
+//! - [`client`]: the shard client gateways use to talk to nodes.
 
+pub mod certs;
 pub mod checksum;
+pub mod client;
 pub mod config;
 pub mod erasure;
 pub mod ring;
 pub mod shard;
+pub mod transport;
 pub mod wire;

@@ -185,7 +185,46 @@ impl ShardClient {
         E: std::fmt::Display,
     {
         let (_conn, mut send, mut recv) = self.open(node).await?;
-        self.send_all(node, &mut send, Request::Put { shard, len }.encode()).await?;
+        if let Err(e) = self.put_body(node, &mut send, shard, len, body).await {
+            if matches!(e, ShardError::Body(_)) {
+                return Err(e);
+            }
+            // The node may have refused early (Full, bad request): its
+            // response says why better than the failed send does.
+            return match tokio::time::timeout(
+                Duration::from_secs(1),
+                self.response(node, Some(shard), &mut recv),
+            )
+            .await
+            {
+                Ok(Err(
+                    typed @ (ShardError::Full { .. }
+                    | ShardError::Rejected { .. }
+                    | ShardError::NotFound { .. }
+                    | ShardError::Corrupt { .. }),
+                )) => Err(typed),
+                _ => Err(e),
+            };
+        }
+        match self.response(node, Some(shard), &mut recv).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(node, &other)),
+        }
+    }
+
+    async fn put_body<S, E>(
+        &self,
+        node: &NodeAddr,
+        send: &mut SendStream,
+        shard: ShardId,
+        len: u64,
+        body: S,
+    ) -> Result<(), ShardError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        self.send_all(node, send, Request::Put { shard, len }.encode()).await?;
         let mut body = std::pin::pin!(body);
         let mut sent = 0u64;
         while let Some(piece) = body.next().await {
@@ -205,7 +244,7 @@ impl ShardClient {
             }
             while !piece.is_empty() {
                 let part = piece.split_to(piece.len().min(MAX_WRITE));
-                self.send_all(node, &mut send, part).await?;
+                self.send_all(node, send, part).await?;
             }
         }
         if sent != len {
@@ -213,10 +252,7 @@ impl ShardClient {
             return Err(ShardError::Body(format!("body is {sent} bytes, {len} declared")));
         }
         let _ = send.finish();
-        match self.response(node, Some(shard), &mut recv).await? {
-            Response::Done => Ok(()),
-            other => Err(unexpected(node, &other)),
-        }
+        Ok(())
     }
 
     /// Stores `data` as `shard` on `node`.

@@ -1,0 +1,212 @@
+//! Command line of `predastore-node`: serve shards (the default), or
+//! manage the cluster PKI with `certs`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use predastore_core::certs::{self, CertPair, Role};
+use predastore_core::config::ClusterFile;
+use predastore_core::transport::TlsMaterial;
+
+use crate::server::NodeOptions;
+
+/// Storage node of Predastore: stores erasure-coded shards and serves them
+/// over mutually authenticated QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "predastore-node", version, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Log filter, e.g. `info` or `predastore_node=debug`. Env: PREDASTORE_LOG.
+    #[arg(long, env = "PREDASTORE_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+/// Flags of the node itself.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Cluster file (TOML): membership and erasure settings.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub cluster: Option<PathBuf>,
+    /// This node's id in the cluster file.
+    #[arg(long, required = true)]
+    pub id: Option<u64>,
+    /// Shard store directory.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Cluster CA certificate (PEM).
+    #[arg(long, value_name = "FILE", required = true, env = "PREDASTORE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), issued by the cluster CA.
+    #[arg(long, value_name = "FILE", required = true, env = "PREDASTORE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, value_name = "FILE", required = true, env = "PREDASTORE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// QUIC listen address. Default: the port of this node's `addr` in the
+    /// cluster file, on all interfaces.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listen address for /healthz, /readyz, /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9101")]
+    pub admin_listen: SocketAddr,
+    /// Free bytes to keep on the data filesystem; writes beyond are refused
+    /// with Full. Default: 2% of the filesystem.
+    #[arg(long, value_name = "BYTES")]
+    pub min_free_bytes: Option<u64>,
+    /// Seconds a body may pause before the request fails.
+    #[arg(long, default_value_t = 30.0)]
+    pub idle_timeout_secs: f64,
+    /// Seconds a client has to send its request frame.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout_secs: f64,
+    /// Seconds shutdown waits for in-flight requests.
+    #[arg(long, default_value_t = 60.0)]
+    pub drain_timeout_secs: f64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the cluster CA or issue node and gateway certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `predastore-node certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a new cluster CA: writes ca.crt and ca.key into --out.
+    Ca {
+        #[arg(long)]
+        cluster_id: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Issue node-<id>.crt/.key (server + client auth) into --out.
+    Node {
+        #[arg(long)]
+        cluster_id: String,
+        /// Directory holding ca.crt and ca.key.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Issue gateway-<name>.crt/.key (client auth) into --out.
+    Gateway {
+        #[arg(long)]
+        cluster_id: String,
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+fn write_pair(out: &Path, stem: &str, pair: &CertPair) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cert = out.join(format!("{stem}.crt"));
+    let key = out.join(format!("{stem}.key"));
+    if key.exists() {
+        bail!("{} exists; refusing to overwrite a key", key.display());
+    }
+    std::fs::write(&cert, &pair.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .with_context(|| format!("writing {}", key.display()))?;
+        f.write_all(pair.key_pem.as_bytes())?;
+    }
+    println!("wrote {} and {}", cert.display(), key.display());
+    Ok(())
+}
+
+fn read_ca(dir: &Path) -> anyhow::Result<CertPair> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .with_context(|| format!("reading {}", dir.join(f).display()))
+    };
+    Ok(CertPair { cert_pem: read("ca.crt")?, key_pem: read("ca.key")? })
+}
+
+impl CertsCommand {
+    /// Runs the subcommand.
+    pub fn run(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Ca { cluster_id, out } => write_pair(out, "ca", &certs::new_ca(cluster_id)?),
+            Self::Node { cluster_id, ca_dir, id, out } => {
+                let pair = certs::issue(&read_ca(ca_dir)?, cluster_id, &Role::Node(*id))?;
+                write_pair(out, &format!("node-{id}"), &pair)
+            }
+            Self::Gateway { cluster_id, ca_dir, name, out } => {
+                let pair =
+                    certs::issue(&read_ca(ca_dir)?, cluster_id, &Role::Gateway(name.clone()))?;
+                write_pair(out, &format!("gateway-{name}"), &pair)
+            }
+        }
+    }
+}
+
+fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} must be a positive number of seconds"))
+}
+
+impl ServeArgs {
+    /// Resolves the flags and the cluster file into node options.
+    pub fn options(&self) -> anyhow::Result<NodeOptions> {
+        let need =
+            |o: &Option<PathBuf>, f: &str| o.clone().with_context(|| format!("--{f} is required"));
+        let cluster_path = need(&self.cluster, "cluster")?;
+        let cluster = ClusterFile::load(&cluster_path)?;
+        let id = self.id.context("--id is required")?;
+        let me = cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("node id {id} is not in {}", cluster_path.display()))?;
+        let listen = match self.listen {
+            Some(a) => a,
+            None => {
+                let port: u16 = me
+                    .addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .context("cluster file addr has no port")?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+        };
+        let tls = TlsMaterial::load(
+            &need(&self.tls_ca, "tls-ca")?,
+            &need(&self.tls_cert, "tls-cert")?,
+            &need(&self.tls_key, "tls-key")?,
+        )?;
+        let mut o =
+            NodeOptions::new(id, listen, self.admin_listen, need(&self.data_dir, "data-dir")?, tls);
+        o.min_free = self.min_free_bytes;
+        o.idle_timeout = secs(self.idle_timeout_secs, "idle-timeout-secs")?;
+        o.header_timeout = secs(self.header_timeout_secs, "header-timeout-secs")?;
+        o.drain_timeout = secs(self.drain_timeout_secs, "drain-timeout-secs")?;
+        Ok(o)
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests against real `predastore-node` processes.
+
+mod bad_input;
+mod common;
+mod crash;
+mod quic;

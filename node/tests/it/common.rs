@@ -177,6 +177,23 @@ impl TestNode {
         reqwest::get(format!("http://{}/metrics", self.admin)).await.unwrap().text().await.unwrap()
     }
 
+    /// Waits (up to 20 s) until the node reports `n` requests in flight.
+    pub async fn wait_in_flight(&self, n: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.metrics().await;
+            let now = m
+                .lines()
+                .find_map(|l| l.strip_prefix("predastore_node_requests_in_flight "))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if now == Some(n) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "in-flight never reached {n}: {now:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let pid = self.child.id().expect("running").to_string();
         let st = std::process::Command::new("kill").args([sig, &pid]).status().unwrap();

@@ -105,7 +105,8 @@ async fn sigterm_finishes_in_flight_writes_then_exits() {
     let pieces: Vec<Bytes> =
         (0..16).map(|i| body.slice(i * (256 << 10)..(i + 1) * (256 << 10))).collect();
     tx.send(Ok(pieces[0].clone())).await.unwrap();
-    // The node has the stream: ask it to stop, then finish the body slowly.
+    // Once the node is serving the put, ask it to stop; finish the body slowly.
+    node.wait_in_flight(1).await;
     node.signal("-TERM");
     for p in &pieces[1..] {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -77,6 +77,11 @@ pub fn transport_config() -> TransportConfig {
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30 s fits")));
     t.keep_alive_interval(Some(Duration::from_secs(10)));
+    // Probe up to jumbo frames: cluster networks and loopback carry them,
+    // and per-packet cost dominates bulk transfers at 1200-byte packets.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(8952);
+    t.mtu_discovery_config(Some(mtu));
     t
 }
 

@@ -162,7 +162,7 @@ async fn quic_benches() {
             .put_bytes(&at, ShardId { object: 0, chunk: 0, index: 0 }, body.clone())
             .await
             .unwrap();
-        let id = |i: usize| ShardId { object: n as u128, chunk: i as u32, index: 0 };
+        let id = move |i: usize| ShardId { object: n as u128, chunk: i as u32, index: 0 };
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..CONCURRENCY {

@@ -342,6 +342,9 @@ async fn serve(
     }
 }
 
+/// Bytes of a put body handed to the disk writer at once.
+const BATCH: usize = 256 << 10;
+
 enum Piece {
     Data(Bytes),
     Abort,
@@ -377,11 +380,20 @@ async fn put(
         Some(writer.commit())
     });
     let mut got = 0u64;
+    // QUIC hands over packet-sized pieces; batch them so the disk writer
+    // sees large writes and the channel few messages.
+    let mut batch = bytes::BytesMut::new();
     let outcome: Result<(), String> = loop {
         match tokio::time::timeout(ctx.idle_timeout, recv.read_chunk(1 << 20, true)).await {
             Err(_) => break Err(format!("body stalled after {got} of {len} bytes")),
             Ok(Err(e)) => break Err(format!("body failed after {got} of {len} bytes: {e}")),
-            Ok(Ok(None)) if got == len => break Ok(()),
+            Ok(Ok(None)) if got == len => {
+                if !batch.is_empty() && tx.send(Piece::Data(batch.split().freeze())).await.is_err()
+                {
+                    break Ok(());
+                }
+                break Ok(());
+            }
             Ok(Ok(None)) => break Err(format!("body ended after {got} of {len} bytes")),
             Ok(Ok(Some(c))) => {
                 got += c.bytes.len() as u64;
@@ -389,7 +401,19 @@ async fn put(
                     break Err(format!("body is longer than the declared {len} bytes"));
                 }
                 metrics().received.inc_by(c.bytes.len() as u64);
-                if tx.send(Piece::Data(c.bytes)).await.is_err() {
+                let piece = if batch.is_empty() && c.bytes.len() >= BATCH {
+                    c.bytes
+                } else {
+                    if batch.capacity() == 0 {
+                        batch.reserve(BATCH);
+                    }
+                    batch.extend_from_slice(&c.bytes);
+                    if batch.len() < BATCH {
+                        continue;
+                    }
+                    batch.split().freeze()
+                };
+                if tx.send(Piece::Data(piece)).await.is_err() {
                     // The writer failed; its error is reported below.
                     break Ok(());
                 }

@@ -62,7 +62,7 @@ pub const BLOCK_SIZE: u64 = 64 << 10;
 /// Largest piece a reader returns at once (whole blocks).
 const READ_SPAN: u64 = 16 * BLOCK_SIZE;
 /// Write buffer in front of the temp file.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 64 << 10;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

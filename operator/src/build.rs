@@ -127,7 +127,7 @@ pub fn gateway_config(plan: &Plan) -> GatewayConfig {
 /// stable DNS name) and the offered erasure codes.
 pub fn cluster_file(names: &Names, plan: &Plan) -> ClusterFile {
     ClusterFile {
-        cluster_id: format!("{}/{}", names.namespace, names.cluster),
+        cluster_id: names.cluster_id(),
         erasure: plan.default_erasure(),
         ring: RingConfig::default(),
         storage_classes: plan.storage_class_configs(),
@@ -206,7 +206,9 @@ impl Builder<'_> {
     fn credential_ref(&self) -> (String, &'static str, &'static str) {
         match &self.c.spec.credentials_secret {
             Some(s) => (s.clone(), names::ACCESS_KEY_ID_KEY, names::SECRET_ACCESS_KEY_KEY),
-            None => (self.names.credentials(), names::ACCESS_KEY_ID_KEY, names::SECRET_ACCESS_KEY_KEY),
+            None => {
+                (self.names.credentials(), names::ACCESS_KEY_ID_KEY, names::SECRET_ACCESS_KEY_KEY)
+            }
         }
     }
 
@@ -237,8 +239,10 @@ impl Builder<'_> {
     }
 
     fn config_map(&self) -> ConfigMap {
-        let mut data =
-            BTreeMap::from([(names::GATEWAY_TOML.to_string(), gateway_config(self.plan).to_toml())]);
+        let mut data = BTreeMap::from([(
+            names::GATEWAY_TOML.to_string(),
+            gateway_config(self.plan).to_toml(),
+        )]);
         if self.plan.mode == Mode::Distributed {
             data.insert(names::CLUSTER_TOML.into(), cluster_file(self.names, self.plan).to_toml());
         }
@@ -324,8 +328,9 @@ impl Builder<'_> {
         ];
         match self.plan.mode {
             Mode::Fs => mounts.push(json!({"name": "data", "mountPath": names::DATA_DIR})),
-            Mode::Distributed => mounts
-                .push(json!({"name": "tls", "mountPath": names::TLS_DIR, "readOnly": true})),
+            Mode::Distributed => {
+                mounts.push(json!({"name": "tls", "mountPath": names::TLS_DIR, "readOnly": true}))
+            }
         }
         let mut container = json!({
             "name": "gateway",
@@ -468,12 +473,15 @@ impl Builder<'_> {
             "labelSelector": {"matchLabels": selector},
         })];
         if let Some(zone) = &self.c.spec.nodes.zone_topology_key {
-            spread.insert(0, json!({
-                "maxSkew": 1,
-                "topologyKey": zone,
-                "whenUnsatisfiable": "DoNotSchedule",
-                "labelSelector": {"matchLabels": selector},
-            }));
+            spread.insert(
+                0,
+                json!({
+                    "maxSkew": 1,
+                    "topologyKey": zone,
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": selector},
+                }),
+            );
         }
         typed(json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",

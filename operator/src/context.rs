@@ -161,10 +161,8 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter =
+            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Self { client, admin, metrics, settings, reporter, failures: Mutex::new(HashMap::new()) }
     }
 

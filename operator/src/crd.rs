@@ -8,6 +8,10 @@
 //! Kubernetes nodes) is checked by the reconciler in [`crate::plan`] before
 //! anything is created. `crdgen` prints [`crds`]; `crds/` holds its output.
 
+// kube's `printcolumn(...)` repeats `type_ = ...` by design; clippy reads the
+// repeats as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -20,7 +24,8 @@ pub const GROUP: &str = "predastore.io";
 
 /// Default container image of gateways and nodes; the operator's own
 /// version so a fresh install runs matching binaries.
-pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/predastore/predastore:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_IMAGE: &str =
+    concat!("ghcr.io/predastore/predastore:", env!("CARGO_PKG_VERSION"));
 
 // ---------------------------------------------------------------------------
 // PredastoreCluster
@@ -39,6 +44,7 @@ pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/predastore/predastore:", env!("
     namespaced,
     status = "PredastoreClusterStatus",
     derive = "PartialEq",
+    derive = "Default",
     doc = "A Predastore S3 service: storage nodes (distributed mode) and S3 gateways.",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(name = "Nodes", type_ = "string", json_path = ".status.nodes"),
@@ -103,11 +109,30 @@ fn default_image() -> String {
     DEFAULT_IMAGE.to_string()
 }
 
+/// What an empty spec deserialises to (with `mode: fs`); lets tools and the
+/// in-memory API server build blank objects.
+impl Default for PredastoreClusterSpec {
+    fn default() -> Self {
+        Self {
+            mode: Mode::default(),
+            image: default_image(),
+            image_pull_policy: PullPolicy::default(),
+            nodes: NodesSpec::default(),
+            gateways: GatewaysSpec::default(),
+            default_storage_class: None,
+            erasure: ErasureSpec::default(),
+            storage_classes: Vec::new(),
+            credentials_secret: None,
+        }
+    }
+}
+
 /// How the cluster stores objects.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One gateway on a local filesystem volume.
+    #[default]
     Fs,
     /// Storage nodes with Reed–Solomon shards and Raft metadata.
     Distributed,
@@ -340,6 +365,7 @@ pub struct PredastoreClusterStatus {
     category = "predastore",
     status = "StorageClassStatus",
     derive = "PartialEq",
+    derive = "Default",
     doc = "An erasure code (Reed–Solomon data + parity shards) that Predastore clusters offer as an S3 storage class.",
     printcolumn(name = "Data", type_ = "integer", json_path = ".spec.dataShards"),
     printcolumn(name = "Parity", type_ = "integer", json_path = ".spec.parityShards"),
@@ -382,6 +408,20 @@ fn default_chunk_size() -> String {
     "8Mi".into()
 }
 
+/// RS(2,1) with the default chunk size: the same code a cluster uses when
+/// no class is named.
+impl Default for StorageClassSpec {
+    fn default() -> Self {
+        Self {
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size: default_chunk_size(),
+            write_quorum: None,
+            s3_name: None,
+        }
+    }
+}
+
 /// Observed state of a [`StorageClass`].
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -408,7 +448,7 @@ pub struct StorageClassStatus {
 // ---------------------------------------------------------------------------
 
 /// An S3 bucket in a [`PredastoreCluster`] of the same namespace.
-#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "predastore.io",
     version = "v1alpha1",
@@ -419,6 +459,7 @@ pub struct StorageClassStatus {
     namespaced,
     status = "BucketStatus",
     derive = "PartialEq",
+    derive = "Default",
     doc = "An S3 bucket in a Predastore cluster of the same namespace.",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef"),
     printcolumn(name = "Bucket", type_ = "string", json_path = ".status.bucketName"),

@@ -76,6 +76,10 @@ impl Names {
         Self { cluster: c.name_any(), namespace: c.namespace().unwrap_or_else(|| "default".into()) }
     }
 
+    /// Cluster id in the cluster file and in the CA: unique per namespace.
+    pub fn cluster_id(&self) -> String {
+        format!("{}/{}", self.namespace, self.cluster)
+    }
     /// ConfigMap with `gateway.toml` and `cluster.toml`.
     pub fn config(&self) -> String {
         format!("{}-config", self.cluster)

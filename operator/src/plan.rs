@@ -272,11 +272,17 @@ fn describe(c: &OfferedClass) -> String {
     }
 }
 
-fn offered(name: &str, inputs: &PlanInputs, problems: &mut Vec<SpecProblem>) -> Option<OfferedClass> {
+fn offered(
+    name: &str,
+    inputs: &PlanInputs,
+    problems: &mut Vec<SpecProblem>,
+) -> Option<OfferedClass> {
     let Some(spec) = inputs.classes.get(name) else {
         problems.push(problem(
             "UnknownStorageClass",
-            format!("StorageClass {name} (predastore.io) does not exist; create it or fix the name"),
+            format!(
+                "StorageClass {name} (predastore.io) does not exist; create it or fix the name"
+            ),
         ));
         return None;
     };
@@ -325,7 +331,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     } else {
         (s, 0)
     };
-    let n: u64 = digits.parse().map_err(|_| format!("chunkSize {s:?} is not <n>, <n>Ki, <n>Mi or <n>Gi"))?;
+    let n: u64 =
+        digits.parse().map_err(|_| format!("chunkSize {s:?} is not <n>, <n>Ki, <n>Mi or <n>Gi"))?;
     n.checked_shl(shift)
         .filter(|v| v >> shift == n)
         .ok_or_else(|| format!("chunkSize {s:?} is too large"))
@@ -461,7 +468,10 @@ mod tests {
         s.storage_classes = vec!["rs-2-1".into(), "rs-3-2".into()];
         s.erasure = ErasureSpec::default();
         let inputs = PlanInputs {
-            classes: BTreeMap::from([("rs-3-2".into(), class(3, 2)), ("rs-2-1".into(), class(2, 1))]),
+            classes: BTreeMap::from([
+                ("rs-3-2".into(), class(3, 2)),
+                ("rs-2-1".into(), class(2, 1)),
+            ]),
             ..PlanInputs::default()
         };
         let p = plan(&s, &inputs).unwrap();

@@ -40,7 +40,12 @@ pub struct Cond {
 
 impl Cond {
     /// A condition.
-    pub fn new(type_: &'static str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self { type_, status, reason: reason.into(), message: message.into() }
     }
 }
@@ -88,7 +93,12 @@ pub struct Observed {
 }
 
 /// Status of a cluster whose spec was accepted.
-pub fn cluster(c: &PredastoreCluster, plan: &Plan, seen: &Observed, now: &Time) -> PredastoreClusterStatus {
+pub fn cluster(
+    c: &PredastoreCluster,
+    plan: &Plan,
+    seen: &Observed,
+    now: &Time,
+) -> PredastoreClusterStatus {
     let names = Names::of(c);
     let previous = c.status.clone().unwrap_or_default();
     let generation = c.metadata.generation;
@@ -115,7 +125,12 @@ pub fn cluster(c: &PredastoreCluster, plan: &Plan, seen: &Observed, now: &Time) 
             vec![
                 Cond::new("Ready", true, "AllReady", counts.clone()),
                 Cond::new("Progressing", false, "Stable", "nothing to roll out"),
-                Cond::new("Degraded", false, "AllReady", format!("survives {redundancy} node failures")),
+                Cond::new(
+                    "Degraded",
+                    false,
+                    "AllReady",
+                    format!("survives {redundancy} node failures"),
+                ),
             ],
         )
     } else if was_ready {
@@ -202,9 +217,11 @@ mod tests {
         let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
         let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap());
         let first = conditions(vec![Cond::new("Ready", true, "AllReady", "ok")], &[], Some(1), &t0);
-        let again = conditions(vec![Cond::new("Ready", true, "AllReady", "ok")], &first, Some(1), &t1);
+        let again =
+            conditions(vec![Cond::new("Ready", true, "AllReady", "ok")], &first, Some(1), &t1);
         assert_eq!(first, again);
-        let flipped = conditions(vec![Cond::new("Ready", false, "Down", "x")], &first, Some(1), &t1);
+        let flipped =
+            conditions(vec![Cond::new("Ready", false, "Down", "x")], &first, Some(1), &t1);
         assert_eq!(flipped[0].last_transition_time, t1);
     }
 }

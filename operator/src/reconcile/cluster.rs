@@ -44,7 +44,7 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
             let new = status::rejected(&c, &problems, &now);
             if c.status.as_ref().and_then(|s| s.phase.as_deref()) != Some(phase::FAILED) {
                 let note = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                ctx.event(&c, EventType::Warning, "InvalidSpec", note).await;
+                ctx.event(c.as_ref(), EventType::Warning, "InvalidSpec", note).await;
             }
             context::patch_status(&api, &c, c.status.as_ref(), &new).await?;
             return Ok(Action::requeue(ctx.settings.ready_period));
@@ -104,7 +104,10 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
     if let Some(before) = inputs.current_members
         && plan.members > before
     {
-        let note = format!("scaling from {before} to {} nodes; new members added to the cluster file", plan.members);
+        let note = format!(
+            "scaling from {before} to {} nodes; new members added to the cluster file",
+            plan.members
+        );
         ctx.event(&c, EventType::Normal, "ScalingUp", note).await;
     }
 
@@ -259,7 +262,9 @@ async fn observe_readiness(
                 seen.ring_epoch = Some(info.ring_epoch);
                 seen.healthy_nodes = Some(info.nodes.iter().filter(|n| n.healthy).count());
             }
-            Err(e) => tracing::info!(cluster = %names.cluster, error = %e, "admin API not reachable"),
+            Err(e) => {
+                tracing::info!(cluster = %names.cluster, error = %e, "admin API not reachable")
+            }
         }
     }
     Ok(seen)
@@ -285,11 +290,8 @@ async fn cleanup(
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = c.status.clone().unwrap_or_default();
-    let message = format!(
-        "waiting for {} Bucket(s) to be deleted first: {}",
-        left.len(),
-        left.join(", ")
-    );
+    let message =
+        format!("waiting for {} Bucket(s) to be deleted first: {}", left.len(), left.join(", "));
     let new = PredastoreClusterStatus {
         phase: Some(phase::DELETING.into()),
         conditions: status::conditions(

@@ -28,7 +28,7 @@ pub fn check(path: &str, actual: &str) {
         panic!("{path}: {e}; run `UPDATE_GOLDEN=1 cargo test -p predastore-operator` to create it")
     });
     if expected != actual {
-        let diff = similar::TextDiff::from_lines(&expected, actual);
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual);
         let shown = diff.unified_diff().context_radius(3).header(path, "generated").to_string();
         panic!(
             "{path} drifted from what the code generates:\n{shown}\n\

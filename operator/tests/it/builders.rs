@@ -1,0 +1,172 @@
+//! Builders: golden YAML for fs, 3-node RS(2,1) and 5-node RS(3,2), and the
+//! contracts with the binaries (config loaders, argument parsers).
+
+use clap::Parser;
+use kube::ResourceExt;
+use predastore_core::config::{ClusterFile, GatewayConfig};
+use predastore_operator::build::{self, Desired};
+use predastore_operator::crd::PredastoreCluster;
+use predastore_operator::plan::{self, PlanInputs};
+
+use crate::fixtures;
+use crate::golden;
+
+fn render(c: &PredastoreCluster) -> Desired {
+    let p = plan::plan(&c.spec, &PlanInputs::default()).expect("sample plans");
+    build::desired(c, &p, &fixtures::material(p.members))
+}
+
+#[test]
+fn golden_fs() {
+    golden::check("operator/tests/golden/fs.yaml", &render(&fixtures::fs()).to_yaml());
+}
+
+#[test]
+fn golden_three_node_rs21() {
+    golden::check(
+        "operator/tests/golden/three-node-rs21.yaml",
+        &render(&fixtures::three()).to_yaml(),
+    );
+}
+
+#[test]
+fn golden_five_node_rs32() {
+    golden::check(
+        "operator/tests/golden/five-node-rs32.yaml",
+        &render(&fixtures::five()).to_yaml(),
+    );
+}
+
+fn config_files(d: &Desired) -> (GatewayConfig, Option<ClusterFile>) {
+    let data = d.config_maps[0].data.clone().unwrap();
+    let gw = GatewayConfig::from_toml(&data["gateway.toml"]).expect("gateway.toml parses");
+    assert_eq!(gw.validate(), vec![], "gateway.toml validates");
+    let cf = data.get("cluster.toml").map(|t| {
+        let f = ClusterFile::from_toml(t).expect("cluster.toml parses");
+        assert_eq!(f.validate(), vec![], "cluster.toml validates");
+        f
+    });
+    (gw, cf)
+}
+
+#[test]
+fn config_files_load_with_the_binaries_loaders() {
+    let (gw, cf) = config_files(&render(&fixtures::fs()));
+    assert_eq!(gw.storage.kind, predastore_core::config::StorageKind::Fs);
+    assert_eq!(gw.storage.fs.base_path.to_str(), Some("/var/lib/predastore"));
+    assert!(cf.is_none(), "fs mode has no cluster file");
+
+    let (gw, cf) = config_files(&render(&fixtures::five()));
+    assert_eq!(gw.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(
+        gw.storage.distributed.unwrap().cluster_file.to_str(),
+        Some("/etc/predastore/cluster.toml")
+    );
+    let cf = cf.unwrap();
+    assert_eq!(cf.nodes.len(), 5);
+    assert_eq!((cf.erasure.data_shards, cf.erasure.parity_shards), (3, 2));
+    assert_eq!(cf.nodes[4].addr, "five-node-4.five-nodes.demo.svc:7000");
+}
+
+fn container_args(d: &Desired, pod: &str) -> Vec<String> {
+    let spec = match pod {
+        "node" => d.stateful_sets[0].spec.clone().unwrap().template.spec.unwrap(),
+        _ => match d.deployments.first() {
+            Some(dep) => dep.spec.clone().unwrap().template.spec.unwrap(),
+            None => d.stateful_sets[0].spec.clone().unwrap().template.spec.unwrap(),
+        },
+    };
+    let c = &spec.containers[0];
+    let mut argv = c.command.clone().unwrap();
+    argv.extend(c.args.clone().unwrap());
+    argv
+}
+
+#[test]
+fn gateway_args_pass_the_gateway_parser() {
+    for c in [fixtures::fs(), fixtures::three()] {
+        let argv = container_args(&render(&c), "gateway");
+        assert_eq!(argv[0], "predastore-gateway");
+        let cli = predastore_gateway::cli::Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert_eq!(cli.config.unwrap().to_str(), Some("/etc/predastore/gateway.toml"));
+    }
+}
+
+#[test]
+fn node_args_follow_the_node_contract() {
+    // predastore-node does not exist yet; this pins the agreed flags.
+    let argv = container_args(&render(&fixtures::three()), "node");
+    let flags: Vec<&str> =
+        argv.iter().filter(|a| a.starts_with("--")).map(String::as_str).collect();
+    assert_eq!(
+        flags,
+        [
+            "--cluster",
+            "--id",
+            "--data-dir",
+            "--listen",
+            "--admin-listen",
+            "--tls-ca",
+            "--tls-cert",
+            "--tls-key"
+        ]
+    );
+    assert!(argv.contains(&"$(PREDASTORE_NODE_ID)".to_string()));
+}
+
+#[test]
+fn every_object_is_owned_and_labelled() {
+    for c in [fixtures::fs(), fixtures::three(), fixtures::five()] {
+        for o in render(&c).to_values() {
+            let what = format!("{} {}", o["kind"], o["metadata"]["name"]);
+            let owner = &o["metadata"]["ownerReferences"][0];
+            assert_eq!(owner["uid"].as_str(), c.uid().as_deref(), "{what}");
+            assert_eq!(owner["controller"], true, "{what}");
+            let labels = &o["metadata"]["labels"];
+            for l in [
+                "app.kubernetes.io/name",
+                "app.kubernetes.io/instance",
+                "app.kubernetes.io/managed-by",
+            ] {
+                assert!(labels[l].is_string(), "{what} lacks {l}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fs_mode_is_one_gateway_pod_with_a_volume_and_no_nodes() {
+    let d = render(&fixtures::fs());
+    assert_eq!(d.stateful_sets.len(), 1);
+    let sts = d.stateful_sets[0].spec.clone().unwrap();
+    assert_eq!(sts.replicas, Some(1));
+    assert_eq!(sts.volume_claim_templates.unwrap().len(), 1);
+    assert!(d.deployments.is_empty() && d.pdbs.is_empty());
+    assert_eq!(d.secrets.len(), 1, "no TLS in fs mode");
+}
+
+#[test]
+fn node_pdb_follows_the_weakest_code_and_raft() {
+    let max_unavailable = |c: PredastoreCluster| {
+        let d = render(&c);
+        serde_json::to_value(&d.pdbs[0]).unwrap()["spec"]["maxUnavailable"].clone()
+    };
+    assert_eq!(max_unavailable(fixtures::three()), 1);
+    assert_eq!(max_unavailable(fixtures::five()), 2);
+}
+
+#[test]
+fn nodes_are_hardened_and_spread() {
+    let d = render(&fixtures::five());
+    let v = serde_json::to_value(&d.stateful_sets[0]).unwrap();
+    let pod = &v["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
+    assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
+    let items = pod["volumes"][1]["secret"]["items"].as_array().unwrap();
+    assert!(items.iter().all(|i| i["key"] != "ca.key"), "the CA key never reaches a pod");
+}

@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod erasure;
 pub mod ring;
+pub mod sample;
 pub mod shard;
 pub mod transport;
 pub mod wire;

@@ -78,15 +78,7 @@ fn client(endpoint: &str) -> Client {
 }
 
 fn data(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    predastore_core::sample::pseudo_random_bytes(n, seed)
 }
 
 fn raw_put(dir: &Path, name: &str, body: &[u8]) {

@@ -10,7 +10,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .map_err(|e| anyhow::anyhow!("--log {:?}: {e}", cli.log))?;
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // Colours only on a terminal: log files and `kubectl logs` get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     if cli.log_json {
         fmt.json().init()
     } else {

@@ -25,15 +25,7 @@ const MIB: f64 = (1 << 20) as f64;
 const CONCURRENCY: usize = 4;
 
 fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x1234_5678_9abc_def1u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    predastore_core::sample::pseudo_random_bytes(len, 0x1234_5678)
 }
 
 /// Runs `f` repeatedly for about `budget`; returns MiB/s of `bytes` per run.

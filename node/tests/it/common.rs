@@ -208,16 +208,7 @@ impl TestNode {
 
 /// Deterministic test bytes.
 pub fn bytes(len: usize, seed: u64) -> bytes::Bytes {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
+    predastore_core::sample::pseudo_random_bytes(len, seed).into()
 }
 
 pub fn sid(object: u128, chunk: u32, index: u8) -> ShardId {

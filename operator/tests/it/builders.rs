@@ -94,25 +94,22 @@ fn gateway_args_pass_the_gateway_parser() {
 }
 
 #[test]
-fn node_args_follow_the_node_contract() {
-    // predastore-node does not exist yet; this pins the agreed flags.
+fn node_args_pass_the_node_parser() {
     let argv = container_args(&render(&fixtures::three()), "node");
-    let flags: Vec<&str> =
-        argv.iter().filter(|a| a.starts_with("--")).map(String::as_str).collect();
-    assert_eq!(
-        flags,
-        [
-            "--cluster",
-            "--id",
-            "--data-dir",
-            "--listen",
-            "--admin-listen",
-            "--tls-ca",
-            "--tls-cert",
-            "--tls-key"
-        ]
-    );
-    assert!(argv.contains(&"$(PREDASTORE_NODE_ID)".to_string()));
+    assert_eq!(argv[0], "predastore-node");
+    // Kubernetes expands `$(PREDASTORE_NODE_ID)` from the pod-index label
+    // before the binary sees it; do the same for pod 2.
+    let id = format!("$({})", predastore_operator::names::ENV_NODE_ID);
+    let expanded: Vec<String> = argv.iter().map(|a| a.replace(&id, "2")).collect();
+    let cli = predastore_node::cli::Cli::try_parse_from(&expanded)
+        .unwrap_or_else(|e| panic!("{expanded:?}: {e}"));
+    assert!(cli.command.is_none(), "serves, not a subcommand");
+    assert_eq!(cli.serve.id, Some(2));
+    assert_eq!(cli.serve.cluster.unwrap().to_str(), Some("/etc/predastore/cluster.toml"));
+    assert_eq!(cli.serve.tls_cert.unwrap().to_str(), Some("/etc/predastore/tls/node-2.crt"));
+    assert_eq!(cli.serve.tls_key.unwrap().to_str(), Some("/etc/predastore/tls/node-2.key"));
+    assert_eq!(cli.serve.tls_ca.unwrap().to_str(), Some("/etc/predastore/tls/ca.crt"));
+    assert!(argv.contains(&id));
 }
 
 #[test]

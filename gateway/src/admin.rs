@@ -69,7 +69,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         crate::metrics::global().render(),
     )
         .into_response()

@@ -16,20 +16,27 @@ use predastore_core::config::{ConfigError, GatewayConfig};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "predastore-gateway", version)]
 pub struct Cli {
-    /// Gateway config file (TOML). Env: PREDASTORE_CONFIG.
+    /// Gateway config file (TOML).
     #[arg(long, env = "PREDASTORE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// S3 listen address (overrides `listen`).
+    /// S3 listen address (overrides `listen` and PREDASTORE_LISTEN).
+    /// Default 127.0.0.1:9000.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Admin listen address for /healthz, /readyz, /metrics, /admin/v1.
+    /// Admin listen address for /healthz, /readyz, /metrics, /admin/v1
+    /// (overrides `admin_listen` and PREDASTORE_ADMIN_LISTEN). Default
+    /// 127.0.0.1:9001.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
-    /// fs mode data directory (overrides `storage.fs.base_path`).
+    /// fs mode data directory (overrides `storage.fs.base_path`). Default
+    /// ./predastore-data.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `predastore_gateway=debug`. Env: PREDASTORE_LOG.
-    #[arg(long, env = "PREDASTORE_LOG", default_value = "info")]
+    /// Log filter, e.g. `info` or `predastore_gateway=debug`. The default
+    /// silences s3s's own logs: it reports every client error (a 404, a bad
+    /// signature) at ERROR, while the gateway logs each request once with
+    /// its status; add `s3s=debug` to see them.
+    #[arg(long, env = "PREDASTORE_LOG", default_value = "info,s3s=off")]
     pub log: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]

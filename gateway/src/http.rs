@@ -102,20 +102,15 @@ fn set_id(resp: &mut Response, id: &str) {
     }
 }
 
-/// Adds `<RequestId>` to an S3 error body (s3s leaves it out).
+/// Adds `<RequestId>` (and a `<Message>` where missing) to an S3 error
+/// body; s3s leaves both out.
 async fn with_request_id(resp: Response, id: &str) -> Response {
     let (mut parts, body) = resp.into_parts();
     let Ok(collected) = http_body_util::Limited::new(body, 64 << 10).collect().await else {
         return Response::from_parts(parts, Body::empty());
     };
     let bytes = collected.to_bytes();
-    let text = String::from_utf8_lossy(&bytes);
-    let patched = match text.rfind("</Error>") {
-        Some(pos) if !text.contains("<RequestId>") => {
-            format!("{}<RequestId>{id}</RequestId>{}", &text[..pos], &text[pos..])
-        }
-        _ => text.into_owned(),
-    };
+    let patched = crate::s3::error::complete_error_xml(&String::from_utf8_lossy(&bytes), id);
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(patched))
 }

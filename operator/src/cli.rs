@@ -49,7 +49,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 60)]
     pub usage_period_secs: u64,
     /// Log filter, e.g. `info` or `predastore_operator=debug`.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "PREDASTORE_LOG", default_value = "info")]
     pub log: String,
     /// Log as JSON lines.
     #[arg(long)]

@@ -79,7 +79,7 @@ pub fn deployment(namespace: &str, image: &str) -> Value {
                         "args": ["run", "--lease-namespace", namespace, "--listen", format!("0.0.0.0:{METRICS_PORT}")],
                         "env": [
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "RUST_LOG", "value": "info"},
+                            {"name": "PREDASTORE_LOG", "value": "info"},
                         ],
                         "ports": [{"name": "http", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10},

@@ -20,7 +20,14 @@ async fn health_metrics_and_admin_api() {
     s3.put_object().bucket("stats").key("a").body(vec![0u8; 100].into()).send().await.unwrap();
     s3.get_object().bucket("stats").key("a").send().await.unwrap().body.collect().await.unwrap();
 
-    let metrics = http.get(format!("{a}/metrics")).send().await.unwrap().text().await.unwrap();
+    let r = http.get(format!("{a}/metrics")).send().await.unwrap();
+    // The body is OpenMetrics text (`# EOF`, `_total` samples of a typed
+    // family); the content type must say so or scrapers mis-type it.
+    assert!(
+        r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text")
+    );
+    let metrics = r.text().await.unwrap();
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
     assert!(
         metrics
             .contains(r#"predastore_gateway_requests_total{operation="PutObject",status="200"}"#),

@@ -14,6 +14,12 @@ async fn bad_credentials_are_refused_with_the_right_code() {
     t.client().create_bucket().bucket("alpha").send().await.unwrap();
     let e = t.client_as(AK, "wrong-secret").list_buckets().send().await.unwrap_err();
     assert_eq!((code(&e).as_str(), status(&e)), ("SignatureDoesNotMatch", 403));
+    let message =
+        e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::message(s));
+    assert!(
+        message.is_some_and(|m| m.contains("Check your key and signing method")),
+        "{message:?}"
+    );
     let e = t.client_as("nobody", "x").list_buckets().send().await.unwrap_err();
     assert_eq!((code(&e).as_str(), status(&e)), ("InvalidAccessKeyId", 403));
     // The error body carries the request id, which also goes out as a header.

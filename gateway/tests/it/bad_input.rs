@@ -35,7 +35,7 @@ async fn malformed_xml_bodies() {
         .await;
         assert_eq!(r.status(), 400, "{path}");
         let text = r.text().await.unwrap();
-        assert!(text.contains("<Code>MalformedXML</Code>"), "{path}: {text}");
+        assert!(text.contains("<Code>MalformedXML</Code><Message>"), "{path}: {text}");
     }
     still_serving(&t).await;
 }

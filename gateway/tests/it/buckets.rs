@@ -52,6 +52,12 @@ async fn invalid_bucket_names_are_rejected() {
         let e = s3.create_bucket().bucket(bad).send().await.unwrap_err();
         assert_eq!(code(&e), "InvalidBucketName", "{bad}");
         assert_eq!(status(&e), 400, "{bad}");
+        let message =
+            e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::message(s));
+        assert!(
+            message.is_some_and(|m| m.starts_with("The specified bucket is not valid")),
+            "{bad}: {message:?}"
+        );
     }
     let long = "a".repeat(64);
     let e = s3.create_bucket().bucket(&long).send().await.unwrap_err();

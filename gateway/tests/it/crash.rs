@@ -105,3 +105,17 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
     assert!(listed >= acked.len());
     assert!(temp_files(&dir.path().join("data")).is_empty(), "restart removes temp files");
 }
+
+#[tokio::test]
+async fn a_second_gateway_on_the_same_data_dir_is_refused() {
+    let mut t = TestGateway::start().await;
+    let err = match predastore_gateway::server::Gateway::start(t.config.clone()).await {
+        Ok(_) => panic!("two gateways must not share a data directory"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("is in use by another predastore-gateway"), "{err}");
+    // A clean shutdown hands the directory over.
+    t.restart().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("after-restart").send().await.unwrap();
+}

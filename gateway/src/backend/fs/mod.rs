@@ -143,6 +143,28 @@ pub struct FsBackend {
     base: PathBuf,
     buckets: RwLock<BTreeMap<String, Arc<Bucket>>>,
     locks: KeyLocks,
+    /// flock'd `LOCK` file, held until [`Backend::close`] so a second
+    /// gateway on the same directory is refused instead of serving from a
+    /// stale in-memory index.
+    dir_lock: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+/// Takes the exclusive lock on `base/LOCK`, or says who holds it. The
+/// kernel drops it when the process exits, however it exits.
+fn lock_data_dir(base: &Path) -> Result<std::fs::File> {
+    let path = base.join("LOCK");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            BackendError::Internal(format!(
+                "data directory {} is in use by another predastore-gateway (it holds {}); \
+             stop that process or use another --data-dir",
+                base.display(),
+                path.display()
+            ))
+        },
+    )?;
+    Ok(file)
 }
 
 /// Runs blocking filesystem work off the async threads.
@@ -161,6 +183,7 @@ impl FsBackend {
 
     fn open_blocking(base: PathBuf, configured: &[BucketConfig]) -> Result<Self> {
         std::fs::create_dir_all(base.join("buckets"))?;
+        let dir_lock = lock_data_dir(&base)?;
         let marker_path = base.join(FORMAT_FILE);
         match std::fs::read(&marker_path) {
             Ok(bytes) => {
@@ -219,7 +242,12 @@ impl FsBackend {
                 }
             }
         }
-        Ok(Self { base, buckets: RwLock::new(buckets), locks: KeyLocks::default() })
+        Ok(Self {
+            base,
+            buckets: RwLock::new(buckets),
+            locks: KeyLocks::default(),
+            dir_lock: std::sync::Mutex::new(Some(dir_lock)),
+        })
     }
 
     fn get(&self, bucket: &str) -> Result<Arc<Bucket>> {
@@ -767,6 +795,9 @@ impl Backend for FsBackend {
     }
 
     async fn close(&self) -> Result<()> {
+        // Every write was fsync'd before it was acknowledged; what is left
+        // is to let the next process have the directory.
+        drop(self.dir_lock.lock().expect("lock poisoned").take());
         Ok(())
     }
 }

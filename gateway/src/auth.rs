@@ -149,6 +149,136 @@ pub fn action(op: &str) -> String {
     a.to_string()
 }
 
+/// Every operation s3s routes (its `S3Operation::name`s); with [`action`]
+/// they give every policy action a request can ask for.
+const OPERATIONS: &[&str] = &[
+    "AbortMultipartUpload",
+    "CompleteMultipartUpload",
+    "CopyObject",
+    "CreateBucket",
+    "CreateBucketMetadataTableConfiguration",
+    "CreateMultipartUpload",
+    "CreateSession",
+    "DeleteBucket",
+    "DeleteBucketAnalyticsConfiguration",
+    "DeleteBucketCors",
+    "DeleteBucketEncryption",
+    "DeleteBucketIntelligentTieringConfiguration",
+    "DeleteBucketInventoryConfiguration",
+    "DeleteBucketLifecycle",
+    "DeleteBucketMetadataTableConfiguration",
+    "DeleteBucketMetricsConfiguration",
+    "DeleteBucketOwnershipControls",
+    "DeleteBucketPolicy",
+    "DeleteBucketReplication",
+    "DeleteBucketTagging",
+    "DeleteBucketWebsite",
+    "DeleteObject",
+    "DeleteObjectTagging",
+    "DeleteObjects",
+    "DeletePublicAccessBlock",
+    "GetBucketAccelerateConfiguration",
+    "GetBucketAcl",
+    "GetBucketAnalyticsConfiguration",
+    "GetBucketCors",
+    "GetBucketEncryption",
+    "GetBucketIntelligentTieringConfiguration",
+    "GetBucketInventoryConfiguration",
+    "GetBucketLifecycleConfiguration",
+    "GetBucketLocation",
+    "GetBucketLogging",
+    "GetBucketMetadataTableConfiguration",
+    "GetBucketMetricsConfiguration",
+    "GetBucketNotificationConfiguration",
+    "GetBucketOwnershipControls",
+    "GetBucketPolicy",
+    "GetBucketPolicyStatus",
+    "GetBucketReplication",
+    "GetBucketRequestPayment",
+    "GetBucketTagging",
+    "GetBucketVersioning",
+    "GetBucketWebsite",
+    "GetObject",
+    "GetObjectAcl",
+    "GetObjectAttributes",
+    "GetObjectLegalHold",
+    "GetObjectLockConfiguration",
+    "GetObjectRetention",
+    "GetObjectTagging",
+    "GetObjectTorrent",
+    "GetPublicAccessBlock",
+    "HeadBucket",
+    "HeadObject",
+    "ListBucketAnalyticsConfigurations",
+    "ListBucketIntelligentTieringConfigurations",
+    "ListBucketInventoryConfigurations",
+    "ListBucketMetricsConfigurations",
+    "ListBuckets",
+    "ListDirectoryBuckets",
+    "ListMultipartUploads",
+    "ListObjectVersions",
+    "ListObjects",
+    "ListObjectsV2",
+    "ListParts",
+    "PostObject",
+    "PutBucketAccelerateConfiguration",
+    "PutBucketAcl",
+    "PutBucketAnalyticsConfiguration",
+    "PutBucketCors",
+    "PutBucketEncryption",
+    "PutBucketIntelligentTieringConfiguration",
+    "PutBucketInventoryConfiguration",
+    "PutBucketLifecycleConfiguration",
+    "PutBucketLogging",
+    "PutBucketMetricsConfiguration",
+    "PutBucketNotificationConfiguration",
+    "PutBucketOwnershipControls",
+    "PutBucketPolicy",
+    "PutBucketReplication",
+    "PutBucketRequestPayment",
+    "PutBucketTagging",
+    "PutBucketVersioning",
+    "PutBucketWebsite",
+    "PutObject",
+    "PutObjectAcl",
+    "PutObjectLegalHold",
+    "PutObjectLockConfiguration",
+    "PutObjectRetention",
+    "PutObjectTagging",
+    "PutPublicAccessBlock",
+    "RestoreObject",
+    "SelectObjectContent",
+    "UploadPart",
+    "UploadPartCopy",
+    "WriteGetObjectResponse",
+];
+
+/// Policy actions that match some request, besides `s3:*`.
+pub fn known_actions() -> std::collections::BTreeSet<String> {
+    OPERATIONS.iter().map(|op| action(op)).collect()
+}
+
+/// Policy actions in `auth` that no request can ever match — a typo such
+/// as `s3:GetObjekt` would otherwise silently grant nothing. Each entry
+/// names the config key, like the config validator does.
+pub fn unknown_actions(auth: &[AuthConfig]) -> Vec<String> {
+    let known = known_actions();
+    let mut out = Vec::new();
+    for (i, a) in auth.iter().enumerate() {
+        for (j, p) in a.policy.iter().enumerate() {
+            for (k, act) in p.actions.iter().enumerate() {
+                if act != "s3:*" && !known.contains(act) {
+                    out.push(format!(
+                        "auth[{i}].policy[{j}].actions[{k}]: `{act}` matches no S3 request; \
+                         use an IAM action such as s3:GetObject, s3:PutObject, s3:ListBucket or s3:*"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Decides every request after its signature checked out.
 pub struct AccessControl {
     pub keyring: Arc<Keyring>,
@@ -186,6 +316,32 @@ impl S3Access for AccessControl {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn misspelled_policy_actions_are_reported_and_real_ones_pass() {
+        let auth = vec![AuthConfig {
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+            policy: vec![PolicyConfig {
+                bucket: "x".into(),
+                actions: vec![
+                    "s3:GetObject".into(),
+                    "s3:GetObjekt".into(),
+                    "s3:*".into(),
+                    "s3:ListBucket".into(),
+                    "s3:GetBucketTagging".into(),
+                ],
+            }],
+        }];
+        let unknown = unknown_actions(&auth);
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert!(unknown[0].starts_with("auth[0].policy[0].actions[1]: `s3:GetObjekt`"));
+        for a in
+            ["s3:ListAllMyBuckets", "s3:ListMultipartUploadParts", "s3:GetLifecycleConfiguration"]
+        {
+            assert!(known_actions().contains(a), "{a}");
+        }
+    }
+
     use super::*;
 
     fn ring() -> Keyring {

@@ -43,8 +43,10 @@ impl Gateway {
     /// Opens storage and starts both listeners; returns once they accept.
     pub async fn start(config: GatewayConfig) -> anyhow::Result<Self> {
         let problems = config.validate();
-        if !problems.is_empty() {
-            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let unknown = crate::auth::unknown_actions(&config.auth);
+        if !problems.is_empty() || !unknown.is_empty() {
+            let list: Vec<String> =
+                problems.iter().map(ToString::to_string).chain(unknown).collect();
             bail!("invalid configuration:\n  - {}", list.join("\n  - "));
         }
         let backend = Registry::builtin()

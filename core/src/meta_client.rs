@@ -159,16 +159,25 @@ impl MetaClient {
             MetaError::Unavailable(format!("node {} at {}: {e}", node.id, node.addr))
         };
         let name = node_name(node.id);
-        let conn = self.connector.connect(&node.addr, &name).await.map_err(|e| unavailable(&e))?;
         let body = Bytes::from(meta::encode(req));
         let frame = MetaFrameRequest::Meta { len: body.len() as u64 };
-        let reply = match call_v2(&conn, frame, body).await {
-            Ok(r) => r,
-            Err(e) => {
-                if matches!(e, CallError::Stream(_)) {
+        // A cached connection may be to a process that has since died; one
+        // fresh connection is tried before giving up (requests are
+        // idempotent: reads trivially, writes by request id).
+        let mut tries = 0;
+        let reply = loop {
+            tries += 1;
+            let conn =
+                self.connector.connect(&node.addr, &name).await.map_err(|e| unavailable(&e))?;
+            match call_v2(&conn, frame.clone(), body.clone()).await {
+                Ok(r) => break r,
+                Err(e @ CallError::Stream(_)) => {
                     self.connector.forget(&node.addr, &name, &conn);
+                    if tries >= 2 {
+                        return Err(unavailable(&e));
+                    }
                 }
-                return Err(unavailable(&e));
+                Err(e) => return Err(unavailable(&e)),
             }
         };
         meta::decode::<MetaResult>(&reply).map_err(|e| unavailable(&format!("bad reply: {e}")))?

@@ -1,6 +1,8 @@
 //! Integration tests against real `predastore-node` processes.
 
 mod bad_input;
+mod cluster;
 mod common;
 mod crash;
 mod quic;
+mod raft;

@@ -169,15 +169,24 @@ impl MetaClient {
             tries += 1;
             let conn =
                 self.connector.connect(&node.addr, &name).await.map_err(|e| unavailable(&e))?;
-            match call_v2(&conn, frame.clone(), body.clone()).await {
-                Ok(r) => break r,
-                Err(e @ CallError::Stream(_)) => {
+            let call = call_v2(&conn, frame.clone(), body.clone());
+            match tokio::time::timeout(self.opts.attempt_timeout, call).await {
+                Ok(Ok(r)) => break r,
+                Ok(Err(e @ CallError::Stream(_))) => {
                     self.connector.forget(&node.addr, &name, &conn);
                     if tries >= 2 {
                         return Err(unavailable(&e));
                     }
                 }
-                Err(e) => return Err(unavailable(&e)),
+                Ok(Err(e)) => return Err(unavailable(&e)),
+                Err(_) => {
+                    // Dead peer or a new process behind the old address.
+                    self.connector.forget(&node.addr, &name, &conn);
+                    return Err(MetaError::NoQuorum(format!(
+                        "node {} did not answer within {:?}",
+                        node.id, self.opts.attempt_timeout
+                    )));
+                }
             }
         };
         meta::decode::<MetaResult>(&reply).map_err(|e| unavailable(&format!("bad reply: {e}")))?
@@ -220,8 +229,7 @@ impl MetaClient {
             let Some(node) = self.target() else {
                 return Err(MetaError::NoQuorum("the client knows no nodes".into()));
             };
-            let attempt_end = (Instant::now() + self.opts.attempt_timeout).min(deadline);
-            let outcome = tokio::time::timeout_at(attempt_end, self.send(&node, &req)).await;
+            let outcome = tokio::time::timeout_at(deadline, self.send(&node, &req)).await;
             let last = match outcome {
                 Ok(Ok(reply)) => {
                     *self.leader.lock().expect("leader lock") = Some(node);
@@ -248,10 +256,7 @@ impl MetaClient {
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     self.forget_leader(&node);
-                    MetaError::NoQuorum(format!(
-                        "node {} did not answer within {:?}",
-                        node.id, self.opts.attempt_timeout
-                    ))
+                    MetaError::NoQuorum(format!("node {} did not answer in time", node.id))
                 }
             };
             if Instant::now() + backoff >= deadline {

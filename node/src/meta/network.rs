@@ -78,32 +78,42 @@ impl Peer {
     {
         let body = Bytes::from(meta::encode(req));
         let name = node_name(self.target);
-        let attempt = async {
-            let conn = self
-                .connector
-                .connect(&self.addr, &name)
-                .await
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            let frame = MetaFrameRequest::Raft { from: self.from, rpc, len: body.len() as u64 };
-            let reply = call_v2(&conn, frame, body).await.map_err(|e| {
-                if matches!(e, CallError::Stream(_)) {
-                    self.connector.forget(&self.addr, &name, &conn);
-                }
-                RPCError::Network(NetworkError::new(&e))
-            })?;
-            let r: Result<Resp, RaftError<NodeId, E>> =
-                meta::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-        };
-        match tokio::time::timeout(ttl, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(RPCError::Timeout(Timeout {
+        let timeout = || {
+            RPCError::Timeout(Timeout {
                 action: kind,
                 id: self.from,
                 target: self.target,
                 timeout: ttl,
-            })),
-        }
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let conn = match tokio::time::timeout(ttl, self.connector.connect(&self.addr, &name)).await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(_) => return Err(timeout()),
+        };
+        let frame = MetaFrameRequest::Raft { from: self.from, rpc, len: body.len() as u64 };
+        // Give up a little before openraft's hard limit so the connection
+        // can be dropped: a peer that restarted never answers on the old
+        // one, and only a new handshake reaches the new process.
+        let budget = (ttl * 3 / 4).saturating_sub(started.elapsed());
+        let reply = match tokio::time::timeout(budget, call_v2(&conn, frame, body)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if matches!(e, CallError::Stream(_)) {
+                    self.connector.forget(&self.addr, &name, &conn);
+                }
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+            Err(_) => {
+                self.connector.forget(&self.addr, &name, &conn);
+                return Err(timeout());
+            }
+        };
+        let r: Result<Resp, RaftError<NodeId, E>> =
+            meta::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 

@@ -543,7 +543,10 @@ mod tests {
         let pairs: Vec<(&[u8], &[u8])> = vec![(b"b/x", b"1"), (b"o/x\0k", b"22")];
         let s = encode_snapshot(pairs.iter().copied());
         let back = decode_snapshot(&s).unwrap();
-        assert_eq!(back, vec![(b"b/x".to_vec(), b"1".to_vec()), (b"o/x\0k".to_vec(), b"22".to_vec())]);
+        assert_eq!(
+            back,
+            vec![(b"b/x".to_vec(), b"1".to_vec()), (b"o/x\0k".to_vec(), b"22".to_vec())]
+        );
         let mut bad = s.clone();
         bad[15] ^= 0x40;
         assert!(decode_snapshot(&bad).is_err());

@@ -54,9 +54,8 @@ impl Cluster {
 
     /// Rewrites the cluster file to list exactly `ids`.
     pub fn write_file(&mut self, ids: &[u64]) {
-        let mut t = String::from(
-            "cluster_id = \"it\"\n[erasure]\ndata_shards = 1\nparity_shards = 0\n",
-        );
+        let mut t =
+            String::from("cluster_id = \"it\"\n[erasure]\ndata_shards = 1\nparity_shards = 0\n");
         for id in ids {
             let port = *self.ports.entry(*id).or_insert_with(free_port);
             t += &format!("[[nodes]]\nid = {id}\naddr = \"127.0.0.1:{port}\"\n");
@@ -165,7 +164,10 @@ impl Cluster {
             {
                 return s.clone();
             }
-            assert!(Instant::now() < deadline, "node {id}: {what} not reached in {within:?}: {s:?}");
+            assert!(
+                Instant::now() < deadline,
+                "node {id}: {what} not reached in {within:?}: {s:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -12,8 +12,10 @@ use crate::cluster::*;
 
 #[tokio::test]
 async fn three_nodes_elect_and_a_killed_leader_loses_no_acknowledged_write() {
+    let t0 = Instant::now();
     let mut c = Cluster::start(&[0, 1, 2], &[]).await;
     let old = c.wait_leader(Duration::from_secs(20)).await;
+    eprintln!("leader {old} after {:?}", t0.elapsed());
     let s = c.status(old).await.unwrap();
     assert_eq!(s.voters, vec![0, 1, 2]);
     assert!(s.term >= 1);
@@ -47,7 +49,9 @@ async fn three_nodes_elect_and_a_killed_leader_loses_no_acknowledged_write() {
     let new = s.leader.unwrap();
     assert_ne!(new, old);
 
+    eprintln!("new leader {new} {took:?} after the kill");
     let (acked, errors) = writers.await.unwrap();
+    eprintln!("writes done at {:?}", t0.elapsed());
     assert!(errors.is_empty(), "writes failed after fail-over: {errors:?}");
     assert_eq!(acked.len(), 2000);
 
@@ -55,14 +59,20 @@ async fn three_nodes_elect_and_a_killed_leader_loses_no_acknowledged_write() {
     // acknowledged write is on every node.
     c.start_node(old).await;
     c.wait_converged(Duration::from_secs(30)).await;
+    eprintln!("converged at {:?}", t0.elapsed());
+    // A fresh client: the old one's connection to the killed process
+    // would only time out.
+    let client = c.client();
     for id in [0, 1, 2] {
         let keys = keys_on(&client, &c.addr(id), "bk1").await;
         let missing: Vec<_> = acked.difference(&keys).take(5).collect();
         assert!(missing.is_empty(), "node {id} misses acknowledged keys, e.g. {missing:?}");
+        eprintln!("node {id} listed at {:?}", t0.elapsed());
     }
     let s = c.status(old).await.unwrap();
     assert_eq!(s.role, "follower");
     assert!(s.ring_epoch >= 1, "ring committed: {s:?}");
+    eprintln!("done at {:?}", t0.elapsed());
 }
 
 #[tokio::test]
@@ -85,8 +95,14 @@ async fn compare_and_set_and_retries_apply_once() {
         record: record(v, 1),
         expect,
     };
-    assert_eq!(client.write_with_id(id, put(1, Precondition::Absent)).await, Ok(Reply::Replaced(None)));
-    assert_eq!(client.write_with_id(id, put(1, Precondition::Absent)).await, Ok(Reply::Replaced(None)));
+    assert_eq!(
+        client.write_with_id(id, put(1, Precondition::Absent)).await,
+        Ok(Reply::Replaced(None))
+    );
+    assert_eq!(
+        client.write_with_id(id, put(1, Precondition::Absent)).await,
+        Ok(Reply::Replaced(None))
+    );
     assert!(matches!(
         client.write(put(2, Precondition::Absent)).await,
         Err(MetaError::PreconditionFailed { current: Some(1), .. })
@@ -113,7 +129,9 @@ async fn compare_and_set_and_retries_apply_once() {
             for i in 0..20u128 {
                 let cur = client.get_object("cas", "k").await.unwrap().version_id;
                 let next = 1000 + w * 100 + i;
-                match client.put_object("cas", "k", record(next, 1), Precondition::VersionIs(cur)).await
+                match client
+                    .put_object("cas", "k", record(next, 1), Precondition::VersionIs(cur))
+                    .await
                 {
                     Ok(Some(prev)) => {
                         assert_eq!(prev, cur);

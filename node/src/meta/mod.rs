@@ -159,6 +159,8 @@ pub struct Status {
     pub last_log: Option<u64>,
     /// Index the last snapshot covers.
     pub snapshot: Option<u64>,
+    /// Log entries up to this index were purged (after a snapshot).
+    pub purged: Option<u64>,
     /// Voters of the current membership.
     pub voters: Vec<NodeId>,
     /// Learners of the current membership.
@@ -381,6 +383,7 @@ impl MetaService {
             last_applied: m.last_applied.map(|l| l.index),
             last_log: m.last_log_index,
             snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
             voters: mem.voter_ids().collect(),
             learners: mem.learner_ids().collect(),
             members: mem.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),

@@ -6,3 +6,6 @@ mod common;
 mod crash;
 mod quic;
 mod raft;
+mod raft_bad_input;
+mod raft_list;
+mod raft_recovery;

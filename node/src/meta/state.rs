@@ -51,18 +51,16 @@ pub enum KvError {
     Io(String),
 }
 
+/// Visitor of a range scan: gets each key and value, returns whether to go on.
+pub type Visit<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<bool, KvError>;
+
 /// Read access to the ordered key space.
 pub trait KvRead {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Visits keys in `[from, until)` (unbounded when `until` is None) in
     /// order until `f` returns false.
-    fn range(
-        &self,
-        from: &[u8],
-        until: Option<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
-    ) -> Result<(), KvError>;
+    fn range(&self, from: &[u8], until: Option<&[u8]>, f: Visit<'_>) -> Result<(), KvError>;
 }
 
 /// Printable form of a key for error messages.
@@ -183,12 +181,7 @@ impl KvRead for Overlay<'_> {
         }
     }
 
-    fn range(
-        &self,
-        from: &[u8],
-        until: Option<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
-    ) -> Result<(), KvError> {
+    fn range(&self, from: &[u8], until: Option<&[u8]>, f: Visit<'_>) -> Result<(), KvError> {
         // Merge the base range with the overlay's writes in key order.
         use std::ops::Bound;
         let hi = until.map_or(Bound::Unbounded, Bound::Excluded);
@@ -597,12 +590,7 @@ pub(crate) mod tests {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
             Ok(self.0.get(key).cloned())
         }
-        fn range(
-            &self,
-            from: &[u8],
-            until: Option<&[u8]>,
-            f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
-        ) -> Result<(), KvError> {
+        fn range(&self, from: &[u8], until: Option<&[u8]>, f: Visit<'_>) -> Result<(), KvError> {
             use std::ops::Bound;
             let hi = until.map_or(Bound::Unbounded, Bound::Excluded);
             for (k, v) in self.0.range::<[u8], _>((Bound::Included(from), hi)) {

@@ -90,12 +90,7 @@ impl KvRead for SledView<'_> {
         Ok(self.0.get(key).map_err(io)?.map(|v| v.to_vec()))
     }
 
-    fn range(
-        &self,
-        from: &[u8],
-        until: Option<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
-    ) -> Result<(), KvError> {
+    fn range(&self, from: &[u8], until: Option<&[u8]>, f: state::Visit<'_>) -> Result<(), KvError> {
         let hi = until.map_or(Bound::Unbounded, Bound::Excluded);
         for kv in self.0.range::<&[u8], _>((Bound::Included(from), hi)) {
             let (k, v) = kv.map_err(io)?;
@@ -471,8 +466,11 @@ pub fn encode_snapshot<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) ->
     out
 }
 
+/// Key-value pairs of a snapshot.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Decodes a snapshot written by [`encode_snapshot`].
-pub fn decode_snapshot(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+pub fn decode_snapshot(b: &[u8]) -> Result<Pairs, KvError> {
     let bad = |m: &str| KvError::Corrupt {
         key: "snapshot".into(),
         source: meta::CodecError::Malformed(m.to_string()),

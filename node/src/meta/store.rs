@@ -551,3 +551,77 @@ mod tests {
         assert!(decode_snapshot(&s[..10]).is_err());
     }
 }
+
+#[cfg(test)]
+mod samples {
+    use openraft::{CommittedLeaderId, Membership};
+    use predastore_core::meta::{Command, MetaError, Reply};
+
+    use super::*;
+    use crate::meta::{Batch, Proposal};
+
+    const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+
+    fn entry() -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(3, 1), 17),
+            payload: EntryPayload::Normal(Batch(vec![
+                Proposal { request_id: 7, time_ms: 1_760_000_000_000, command: Command::Noop },
+                Proposal {
+                    request_id: 8,
+                    time_ms: 1_760_000_000_001,
+                    command: Command::DeleteBucket { name: "old-bucket".into() },
+                },
+            ])),
+        }
+    }
+
+    fn membership() -> StoredMembership<NodeId, openraft::BasicNode> {
+        let nodes: std::collections::BTreeMap<u64, openraft::BasicNode> =
+            (0..3).map(|i| (i, openraft::BasicNode { addr: format!("10.0.0.{i}:7000") })).collect();
+        let voters = std::collections::BTreeSet::from([0, 1, 2]);
+        StoredMembership::new(
+            Some(LogId::new(CommittedLeaderId::new(1, 0), 1)),
+            Membership::new(vec![voters], nodes),
+        )
+    }
+
+    fn replies() -> BatchReply {
+        BatchReply(vec![
+            Ok(Reply::Done),
+            Err(MetaError::PreconditionFailed {
+                bucket: "b".into(),
+                key: "k".into(),
+                current: Some(3),
+            }),
+        ])
+    }
+
+    /// Log entries, membership, replies and snapshots written by this
+    /// version must keep decoding. `UPDATE_SAMPLES=1` writes the files.
+    #[test]
+    fn stored_raft_samples_decode() {
+        let pairs: Vec<(&[u8], &[u8])> = vec![(b"b/one", b"x"), (b"r", b"yz")];
+        let files = [
+            ("raft-v1-entry.bin", meta::encode(&entry())),
+            ("raft-v1-membership.bin", meta::encode(&membership())),
+            ("raft-v1-replies.bin", meta::encode(&replies())),
+            ("raft-v1-snapshot.bin", encode_snapshot(pairs.iter().copied())),
+        ];
+        if std::env::var_os("UPDATE_SAMPLES").is_some() {
+            for (f, b) in &files {
+                std::fs::write(format!("{DATA}/{f}"), b).unwrap();
+            }
+        }
+        let read = |f: &str| std::fs::read(format!("{DATA}/{f}")).unwrap();
+        let e: Entry<TypeConfig> = meta::decode(&read("raft-v1-entry.bin")).unwrap();
+        assert_eq!(e.log_id, entry().log_id);
+        assert_eq!(format!("{:?}", e.payload), format!("{:?}", entry().payload));
+        let m: StoredMembership<NodeId, openraft::BasicNode> =
+            meta::decode(&read("raft-v1-membership.bin")).unwrap();
+        assert_eq!(m, membership());
+        assert_eq!(meta::decode::<BatchReply>(&read("raft-v1-replies.bin")).unwrap(), replies());
+        let snap = decode_snapshot(&read("raft-v1-snapshot.bin")).unwrap();
+        assert_eq!(snap, vec![(b"b/one".to_vec(), b"x".to_vec()), (b"r".to_vec(), b"yz".to_vec())]);
+    }
+}

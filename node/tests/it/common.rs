@@ -112,7 +112,7 @@ impl<'a> Spawn<'a> {
             tls: None,
             extra: Vec::new(),
             listen: "127.0.0.1:0".into(),
-            log: "warn".into(),
+            log: "warn,openraft=off".into(),
         }
     }
 

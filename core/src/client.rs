@@ -383,7 +383,9 @@ fn map_code(node: u64, shard: Option<ShardId>, code: ErrorCode, reason: String) 
         ErrorCode::NotFound => ShardError::NotFound { node, shard },
         ErrorCode::Corrupt => ShardError::Corrupt { node, shard, reason },
         ErrorCode::Full => ShardError::Full { node, reason },
-        ErrorCode::BadRequest | ErrorCode::InvalidRange => ShardError::Rejected { node, reason },
+        ErrorCode::BadRequest | ErrorCode::InvalidRange | ErrorCode::Forbidden => {
+            ShardError::Rejected { node, reason }
+        }
         ErrorCode::Internal | ErrorCode::ShuttingDown | ErrorCode::Other(_) => {
             ShardError::Unavailable { node, reason: format!("{code:?}: {reason}") }
         }

@@ -10,12 +10,18 @@
 //! - [`transport`]: QUIC endpoints and connection reuse, mutual TLS.
 //! - [`certs`]: the cluster CA and node/gateway certificates.
 //! - [`client`]: the shard client gateways use to talk to nodes.
+//! - [`meta`]: the metadata model (buckets, object records, uploads,
+//!   storage classes, ring), its commands, queries and record encoding.
+//! - [`meta_client`]: the metadata client gateways use to reach the
+//!   nodes' Raft group.
 
 pub mod certs;
 pub mod checksum;
 pub mod client;
 pub mod config;
 pub mod erasure;
+pub mod meta;
+pub mod meta_client;
 pub mod ring;
 pub mod sample;
 pub mod shard;

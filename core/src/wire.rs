@@ -41,6 +41,23 @@
 //! what it received. A new protocol revision bumps the version; nodes answer
 //! unknown versions with `Error(BadRequest)` and keep serving.
 //! `core/tests/data/wire-v1-*.bin` are the stored samples.
+//!
+//! # Frame, version 2 (Raft and metadata; an addition, v1 is unchanged)
+//!
+//! Same prefix with protocol version = 2. A v2 payload is a tag byte and
+//! fixed fields, followed on the stream by a body of the declared length
+//! (at most [`MAX_META_BODY`]). Shard requests keep using v1 frames; a node
+//! answers a v2 request with a v2 response.
+//!
+//! | tag  | message | fields | body |
+//! |------|---------|--------|------|
+//! | 0x10 | Raft    | from u64 (sender node id), rpc u8 ([`RaftRpc`]), len u64 | the RPC, encoded by the node's Raft module |
+//! | 0x20 | Meta    | len u64 | a [`crate::meta::MetaRequest`] record |
+//! | 0x90 | Reply   | len u64 | the answer (RPC result or [`crate::meta::MetaResult`]) |
+//! | 0xFF | Error   | code u8, message string (as in v1) | — |
+//!
+//! A Raft frame is served only when the peer's certificate names node
+//! `from`; `core/tests/data/wire-v2-*.bin` are the stored samples.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -53,6 +70,10 @@ pub const FRAME_MAGIC: [u8; 4] = *b"PDWF";
 pub const WIRE_VERSION: u16 = 1;
 /// Bytes before a frame's payload.
 pub const FRAME_PREFIX_LEN: usize = 10;
+/// The version of Raft and metadata frames.
+pub const WIRE_VERSION_META: u16 = 2;
+/// Largest v2 body accepted (a Raft batch or snapshot chunk).
+pub const MAX_META_BODY: u64 = 64 << 20;
 /// Largest payload accepted; bounds the memory one request can pin.
 pub const MAX_PAYLOAD: u32 = 64 << 10;
 /// Most entries one `List` may return (keeps a listing under
@@ -113,6 +134,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A range outside the shard.
     InvalidRange,
+    /// The peer may not make this request (e.g. a Raft RPC from a
+    /// certificate that does not name the claimed sender). Added with v2.
+    Forbidden,
     /// A code this build does not know (from a newer peer).
     Other(u8),
 }
@@ -128,6 +152,7 @@ impl ErrorCode {
             Self::Internal => 5,
             Self::ShuttingDown => 6,
             Self::InvalidRange => 7,
+            Self::Forbidden => 8,
             Self::Other(c) => c,
         }
     }
@@ -142,6 +167,7 @@ impl ErrorCode {
             5 => Self::Internal,
             6 => Self::ShuttingDown,
             7 => Self::InvalidRange,
+            8 => Self::Forbidden,
             c => Self::Other(c),
         }
     }
@@ -174,9 +200,13 @@ pub enum WireError {
 }
 
 fn frame(payload: BytesMut) -> Bytes {
+    frame_v(WIRE_VERSION, payload)
+}
+
+fn frame_v(version: u16, payload: BytesMut) -> Bytes {
     let mut out = BytesMut::with_capacity(FRAME_PREFIX_LEN + payload.len());
     out.put_slice(&FRAME_MAGIC);
-    out.put_u16_le(WIRE_VERSION);
+    out.put_u16_le(version);
     out.put_u32_le(payload.len() as u32);
     out.put_slice(&payload);
     out.freeze()
@@ -290,21 +320,7 @@ impl Response {
                     b.put_u64_le(v);
                 }
             }
-            Self::Error { code, message } => {
-                b.put_u8(0xFF);
-                b.put_u8(code.to_u8());
-                let mut m = message.as_str();
-                // Keep within u16 and the payload limit, on a char boundary.
-                while m.len() > 4096 {
-                    let mut cut = 4096;
-                    while !m.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    m = &m[..cut];
-                }
-                b.put_u16_le(m.len() as u16);
-                b.put_slice(m.as_bytes());
-            }
+            Self::Error { code, message } => put_error(&mut b, *code, message),
         }
         frame(b)
     }
@@ -338,11 +354,7 @@ impl Response {
                 shards: r.u64("usage")?,
             }),
             0xFF => {
-                let code = ErrorCode::from_u8(r.u8("error code")?);
-                let n = r.u16("error message")? as usize;
-                let m = r.take(n, "error message")?;
-                let message = String::from_utf8(m.to_vec())
-                    .map_err(|_| WireError::Malformed("error text"))?;
+                let (code, message) = r.error()?;
                 Self::Error { code, message }
             }
             t => return Err(WireError::UnknownTag(t)),
@@ -350,6 +362,180 @@ impl Response {
         r.end("response")?;
         Ok(resp)
     }
+}
+
+fn put_error(b: &mut BytesMut, code: ErrorCode, message: &str) {
+    b.put_u8(0xFF);
+    b.put_u8(code.to_u8());
+    let mut m = message;
+    // Keep within u16 and the payload limit, on a char boundary.
+    while m.len() > 4096 {
+        let mut cut = 4096;
+        while !m.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        m = &m[..cut];
+    }
+    b.put_u16_le(m.len() as u16);
+    b.put_slice(m.as_bytes());
+}
+
+/// Which Raft RPC a v2 `Raft` frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftRpc {
+    /// AppendEntries (also heartbeats).
+    AppendEntries,
+    /// RequestVote.
+    Vote,
+    /// One chunk of InstallSnapshot.
+    InstallSnapshot,
+}
+
+impl RaftRpc {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::AppendEntries => 1,
+            Self::Vote => 2,
+            Self::InstallSnapshot => 3,
+        }
+    }
+    fn from_u8(v: u8) -> Result<Self, WireError> {
+        match v {
+            1 => Ok(Self::AppendEntries),
+            2 => Ok(Self::Vote),
+            3 => Ok(Self::InstallSnapshot),
+            _ => Err(WireError::Malformed("raft rpc kind")),
+        }
+    }
+}
+
+/// A version-2 request: Raft between nodes, metadata from gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaFrameRequest {
+    /// A Raft RPC from node `from`; `len` body bytes follow.
+    Raft { from: u64, rpc: RaftRpc, len: u64 },
+    /// A metadata request; `len` body bytes follow.
+    Meta { len: u64 },
+}
+
+/// A version-2 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaFrameResponse {
+    /// `len` body bytes of the answer follow.
+    Reply { len: u64 },
+    /// The request was refused before it was served.
+    Error { code: ErrorCode, message: String },
+}
+
+impl MetaFrameRequest {
+    /// The whole frame (prefix and payload), without the body.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(32);
+        match self {
+            Self::Raft { from, rpc, len } => {
+                b.put_u8(0x10);
+                b.put_u64_le(*from);
+                b.put_u8(rpc.to_u8());
+                b.put_u64_le(*len);
+            }
+            Self::Meta { len } => {
+                b.put_u8(0x20);
+                b.put_u64_le(*len);
+            }
+        }
+        frame_v(WIRE_VERSION_META, b)
+    }
+
+    /// Decodes a v2 payload. Bodies over [`MAX_META_BODY`] are refused.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader(payload);
+        let req = match r.u8("request tag")? {
+            0x10 => Self::Raft {
+                from: r.u64("raft sender")?,
+                rpc: RaftRpc::from_u8(r.u8("raft rpc kind")?)?,
+                len: r.body_len()?,
+            },
+            0x20 => Self::Meta { len: r.body_len()? },
+            t => return Err(WireError::UnknownTag(t)),
+        };
+        r.end("request")?;
+        Ok(req)
+    }
+}
+
+impl MetaFrameResponse {
+    /// The whole frame (prefix and payload), without the body.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(32);
+        match self {
+            Self::Reply { len } => {
+                b.put_u8(0x90);
+                b.put_u64_le(*len);
+            }
+            Self::Error { code, message } => put_error(&mut b, *code, message),
+        }
+        frame_v(WIRE_VERSION_META, b)
+    }
+
+    /// Decodes a v2 payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader(payload);
+        let resp = match r.u8("response tag")? {
+            0x90 => Self::Reply { len: r.body_len()? },
+            0xFF => {
+                let (code, message) = r.error()?;
+                Self::Error { code, message }
+            }
+            t => return Err(WireError::UnknownTag(t)),
+        };
+        r.end("response")?;
+        Ok(resp)
+    }
+}
+
+/// Checks a frame prefix of either version; returns (version, payload length).
+pub fn decode_prefix_any(p: &[u8; FRAME_PREFIX_LEN]) -> Result<(u16, u32), WireError> {
+    let magic: [u8; 4] = p[..4].try_into().expect("4 bytes");
+    if magic != FRAME_MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    let version = u16::from_le_bytes([p[4], p[5]]);
+    if version != WIRE_VERSION && version != WIRE_VERSION_META {
+        return Err(WireError::UnknownVersion(version));
+    }
+    let len = u32::from_le_bytes(p[6..10].try_into().expect("4 bytes"));
+    if len > MAX_PAYLOAD {
+        return Err(WireError::Oversize(len));
+    }
+    Ok((version, len))
+}
+
+/// Reads one frame of either version: (version, payload).
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u16, Vec<u8>), WireError> {
+    let mut prefix = [0u8; FRAME_PREFIX_LEN];
+    read_all(r, &mut prefix, "in the frame prefix").await?;
+    let (version, len) = decode_prefix_any(&prefix)?;
+    let mut payload = vec![0u8; len as usize];
+    read_all(r, &mut payload, "in the payload").await?;
+    Ok((version, payload))
+}
+
+/// Reads one v2 frame's payload (a response to a v2 request).
+pub async fn read_payload_v2<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, WireError> {
+    match read_frame(r).await? {
+        (WIRE_VERSION_META, p) => Ok(p),
+        (v, _) => Err(WireError::UnknownVersion(v)),
+    }
+}
+
+/// Reads exactly `len` body bytes (checked against [`MAX_META_BODY`]).
+pub async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: u64) -> Result<Vec<u8>, WireError> {
+    if len > MAX_META_BODY {
+        return Err(WireError::Malformed("body length"));
+    }
+    let mut body = vec![0u8; len as usize];
+    read_all(r, &mut body, "in the body").await?;
+    Ok(body)
 }
 
 /// Checks a frame prefix and returns the payload length it declares.
@@ -444,6 +630,21 @@ impl<'a> Reader<'a> {
             chunk: u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")),
             index: b[20],
         })
+    }
+    fn body_len(&mut self) -> Result<u64, WireError> {
+        let len = self.u64("body length")?;
+        if len > MAX_META_BODY {
+            return Err(WireError::Malformed("body length over the limit"));
+        }
+        Ok(len)
+    }
+    fn error(&mut self) -> Result<(ErrorCode, String), WireError> {
+        let code = ErrorCode::from_u8(self.u8("error code")?);
+        let n = self.u16("error message")? as usize;
+        let m = self.take(n, "error message")?;
+        let message =
+            String::from_utf8(m.to_vec()).map_err(|_| WireError::Malformed("error text"))?;
+        Ok((code, message))
     }
     fn end(&self, what: &'static str) -> Result<(), WireError> {
         if self.0.is_empty() { Ok(()) } else { Err(WireError::Malformed(what)) }

@@ -1,6 +1,8 @@
 //! The admin listener of a node: `/healthz` (the process runs), `/readyz`
 //! (the store is open and the QUIC endpoint accepts; off while draining),
-//! `/metrics` (Prometheus text). Kept off the QUIC port.
+//! `/metrics` (Prometheus text), `/status` (JSON view of the metadata
+//! plane: node id, role, term, leader, last applied, members, ring epoch).
+//! Kept off the QUIC port.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::meta::MetaService;
 use crate::store::ShardStore;
 
 /// What the admin handlers need.
@@ -20,6 +23,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// For usage gauges at scrape time.
     pub store: ShardStore,
+    /// The metadata plane, when the node runs one.
+    pub meta: Option<Arc<MetaService>>,
 }
 
 /// The admin routes.
@@ -28,6 +33,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status", get(status))
         .with_state(state)
 }
 
@@ -49,4 +55,11 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render())
         .into_response()
+}
+
+async fn status(State(s): State<AdminState>) -> Response {
+    match &s.meta {
+        Some(m) => axum::Json(m.status().await).into_response(),
+        None => (StatusCode::NOT_FOUND, "no metadata plane on this node\n").into_response(),
+    }
 }

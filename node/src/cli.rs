@@ -71,6 +71,19 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 60.0)]
     pub drain_timeout_secs: f64,
+    /// Raft leader heartbeat period, ms.
+    #[arg(long, default_value_t = 250)]
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout, ms: drawn from [this, 2 × this).
+    #[arg(long, default_value_t = 1000)]
+    pub raft_election_ms: u64,
+    /// Cut a metadata snapshot after this many log entries.
+    #[arg(long, default_value_t = 20_000)]
+    pub raft_snapshot_logs: u64,
+    /// A metadata write not committed within this many ms fails with
+    /// "no quorum" (retrying it is safe).
+    #[arg(long, default_value_t = 5000)]
+    pub raft_write_timeout_ms: u64,
 }
 
 /// Subcommands.
@@ -207,6 +220,21 @@ impl ServeArgs {
         o.idle_timeout = secs(self.idle_timeout_secs, "idle-timeout-secs")?;
         o.header_timeout = secs(self.header_timeout_secs, "header-timeout-secs")?;
         o.drain_timeout = secs(self.drain_timeout_secs, "drain-timeout-secs")?;
+        if self.raft_heartbeat_ms == 0 || self.raft_election_ms <= self.raft_heartbeat_ms {
+            bail!("--raft-election-ms must exceed --raft-heartbeat-ms (both positive)");
+        }
+        if self.raft_snapshot_logs == 0 || self.raft_write_timeout_ms == 0 {
+            bail!("--raft-snapshot-logs and --raft-write-timeout-ms must be positive");
+        }
+        o.cluster_file = Some(cluster_path);
+        o.raft = crate::meta::RaftOptions {
+            heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
+            election_min: Duration::from_millis(self.raft_election_ms),
+            election_max: Duration::from_millis(self.raft_election_ms * 2),
+            snapshot_logs: self.raft_snapshot_logs,
+            write_timeout: Duration::from_millis(self.raft_write_timeout_ms),
+            quorum_timeout: Duration::from_millis(self.raft_election_ms * 5 / 2),
+        };
         Ok(o)
     }
 }

@@ -9,6 +9,11 @@
 //! not pause longer than `idle_timeout`; a put body flows through a small
 //! bounded channel to the disk writer. A bad or stalled request gets an
 //! error response on its own stream and the node keeps serving the rest.
+//!
+//! The same endpoint serves the metadata plane ([`crate::meta`]): v2 frames
+//! carry Raft RPCs between nodes and metadata requests from gateways. A
+//! Raft RPC is served only when the peer's certificate names the node id it
+//! claims to come from, so a gateway (or another node) cannot forge one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use predastore_core::transport::{TlsMaterial, server_endpoint};
-use predastore_core::wire::{self, ErrorCode, MAX_LIST, Request, Response};
+use predastore_core::wire::{
+    self, ErrorCode, MAX_LIST, MetaFrameRequest, MetaFrameResponse, Request, Response,
+};
 use quinn::{Endpoint, RecvStream, SendStream, VarInt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::meta::{MetaService, RaftOptions};
 use crate::metrics::global as metrics;
 use crate::store::{ShardStore, StoreError, StoreOptions};
 
@@ -51,6 +59,10 @@ pub struct NodeOptions {
     pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Cluster file; with it the node runs the metadata plane (Raft).
+    pub cluster_file: Option<PathBuf>,
+    /// Raft timing and snapshot settings.
+    pub raft: RaftOptions,
 }
 
 impl NodeOptions {
@@ -72,12 +84,15 @@ impl NodeOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
+            cluster_file: None,
+            raft: RaftOptions::default(),
         }
     }
 }
 
 struct Ctx {
     store: ShardStore,
+    meta: Option<Arc<MetaService>>,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -92,6 +107,7 @@ pub struct Node {
     tracker: TaskTracker,
     tasks: Vec<JoinHandle<()>>,
     drain: Duration,
+    meta: Option<Arc<MetaService>>,
 }
 
 impl Node {
@@ -107,6 +123,25 @@ impl Node {
                 })?;
         let endpoint = server_endpoint(opts.listen, &opts.tls)?;
         let quic_addr = endpoint.local_addr()?;
+        let meta = match &opts.cluster_file {
+            Some(file) => {
+                let connector = Arc::new(predastore_core::transport::Connector::with_endpoint(
+                    endpoint.clone(),
+                    Duration::from_secs(2),
+                ));
+                Some(
+                    MetaService::start(
+                        opts.id,
+                        opts.data_dir.join("meta"),
+                        connector,
+                        file.clone(),
+                        opts.raft.clone(),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         let admin_listener = tokio::net::TcpListener::bind(opts.admin_listen)
             .await
             .with_context(|| format!("binding the admin listener on {}", opts.admin_listen))?;
@@ -116,10 +151,12 @@ impl Node {
         let tracker = TaskTracker::new();
         let ctx = Arc::new(Ctx {
             store: store.clone(),
+            meta: meta.clone(),
             header_timeout: opts.header_timeout,
             idle_timeout: opts.idle_timeout,
         });
-        let admin_app = admin::router(AdminState { ready: Arc::clone(&ready), store });
+        let admin_app =
+            admin::router(AdminState { ready: Arc::clone(&ready), store, meta: meta.clone() });
         let admin_stop = stop.clone();
         let tasks = vec![
             tokio::spawn(accept_loop(endpoint.clone(), ctx, stop.clone(), tracker.clone())),
@@ -142,6 +179,7 @@ impl Node {
             tracker,
             tasks,
             drain: opts.drain_timeout,
+            meta,
         })
     }
 
@@ -166,6 +204,9 @@ impl Node {
                 left = self.tracker.len(),
                 "drain timed out; closing with requests in flight"
             );
+        }
+        if let Some(m) = &self.meta {
+            m.shutdown().await;
         }
         self.endpoint.close(VarInt::from_u32(0), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
@@ -193,6 +234,7 @@ async fn accept_loop(ep: Endpoint, ctx: Arc<Ctx>, stop: CancellationToken, track
                     return;
                 }
             };
+            let peer = Arc::new(PeerCert::of(&conn));
             loop {
                 let (send, recv) = tokio::select! {
                     _ = stop.cancelled() => break,
@@ -201,17 +243,49 @@ async fn accept_loop(ep: Endpoint, ctx: Arc<Ctx>, stop: CancellationToken, track
                         Err(_) => break,
                     },
                 };
-                tracker.spawn(handle_stream(send, recv, Arc::clone(&ctx)));
+                tracker.spawn(handle_stream(send, recv, Arc::clone(&ctx), Arc::clone(&peer)));
             }
         });
     }
 }
 
-async fn handle_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Ctx>) {
+/// The leaf certificate a peer presented (verified against the cluster CA
+/// during the handshake).
+struct PeerCert(Option<Vec<u8>>);
+
+impl PeerCert {
+    fn of(conn: &quinn::Connection) -> Self {
+        let leaf = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .and_then(|chain| chain.first().map(|c| c.to_vec()));
+        Self(leaf)
+    }
+
+    /// Whether the certificate names node `id`.
+    fn is_node(&self, id: u64) -> bool {
+        let Some(der) = &self.0 else { return false };
+        let der = rustls::pki_types::CertificateDer::from(der.as_slice());
+        let Ok(cert) = webpki::EndEntityCert::try_from(&der) else { return false };
+        let Ok(name) =
+            rustls::pki_types::ServerName::try_from(predastore_core::certs::node_name(id))
+        else {
+            return false;
+        };
+        cert.verify_is_valid_for_subject_name(&name).is_ok()
+    }
+}
+
+async fn handle_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    ctx: Arc<Ctx>,
+    peer: Arc<PeerCert>,
+) {
     let started = Instant::now();
     let m = metrics();
     m.in_flight.inc();
-    let (op, result) = serve(&mut send, &mut recv, &ctx).await;
+    let (op, result) = serve(&mut send, &mut recv, &ctx, &peer).await;
     m.in_flight.dec();
     m.observe(op, result, started.elapsed().as_secs_f64());
     // Keep the task (and so shutdown) alive until the peer has the response.
@@ -265,13 +339,116 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+async fn reply_v2(send: &mut SendStream, resp: MetaFrameResponse, body: Option<Vec<u8>>) {
+    let _ = send.write_chunk(resp.encode()).await;
+    if let Some(b) = body {
+        let _ = send.write_chunk(Bytes::from(b)).await;
+    }
+    let _ = send.finish();
+}
+
+async fn reply_v2_error(send: &mut SendStream, code: ErrorCode, message: String) {
+    reply_v2(send, MetaFrameResponse::Error { code, message }, None).await;
+}
+
+async fn serve_v2(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    ctx: &Ctx,
+    peer: &PeerCert,
+    payload: &[u8],
+) -> (&'static str, &'static str) {
+    let req = match MetaFrameRequest::decode(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = recv.stop(stop_code(ErrorCode::BadRequest));
+            reply_v2_error(send, ErrorCode::BadRequest, e.to_string()).await;
+            return ("unknown", "bad_request");
+        }
+    };
+    let op = match req {
+        MetaFrameRequest::Raft { .. } => "raft",
+        MetaFrameRequest::Meta { .. } => "meta",
+    };
+    let Some(meta) = &ctx.meta else {
+        let _ = recv.stop(stop_code(ErrorCode::BadRequest));
+        reply_v2_error(send, ErrorCode::BadRequest, "this node runs no metadata plane".into())
+            .await;
+        return (op, "bad_request");
+    };
+    let len = match req {
+        MetaFrameRequest::Raft { from, .. } if !peer.is_node(from) => {
+            let _ = recv.stop(stop_code(ErrorCode::Forbidden));
+            tracing::warn!(
+                claimed = from,
+                "refused a Raft RPC whose certificate names another peer"
+            );
+            reply_v2_error(
+                send,
+                ErrorCode::Forbidden,
+                format!("the peer certificate does not name node {from}; Raft RPC refused"),
+            )
+            .await;
+            return (op, "forbidden");
+        }
+        MetaFrameRequest::Raft { len, .. } | MetaFrameRequest::Meta { len } => len,
+    };
+    let body = match tokio::time::timeout(ctx.idle_timeout, wire::read_body(recv, len)).await {
+        Ok(Ok(b)) => b,
+        failed => {
+            let message = match failed {
+                Err(_) => "body stalled".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(_)) => unreachable!("handled above"),
+            };
+            let _ = recv.stop(stop_code(ErrorCode::BadRequest));
+            reply_v2_error(send, ErrorCode::BadRequest, message).await;
+            return (op, "bad_request");
+        }
+    };
+    match req {
+        MetaFrameRequest::Raft { from, rpc, .. } => {
+            match meta.handle_raft(from, rpc, &body).await {
+                Ok(b) => {
+                    reply_v2(send, MetaFrameResponse::Reply { len: b.len() as u64 }, Some(b)).await;
+                    (op, "ok")
+                }
+                Err((code, message)) => {
+                    tracing::warn!(from, %message, "refused a Raft RPC");
+                    reply_v2_error(send, code, message).await;
+                    (op, if code == ErrorCode::Forbidden { "forbidden" } else { "bad_request" })
+                }
+            }
+        }
+        MetaFrameRequest::Meta { .. } => {
+            let req = match predastore_core::meta::decode(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    reply_v2_error(send, ErrorCode::BadRequest, format!("metadata request: {e}"))
+                        .await;
+                    return (op, "bad_request");
+                }
+            };
+            let result = meta.handle(req).await;
+            let label = if result.is_ok() { "ok" } else { "error" };
+            let b = predastore_core::meta::encode(&result);
+            reply_v2(send, MetaFrameResponse::Reply { len: b.len() as u64 }, Some(b)).await;
+            (op, label)
+        }
+    }
+}
+
 async fn serve(
     send: &mut SendStream,
     recv: &mut RecvStream,
     ctx: &Ctx,
+    peer: &PeerCert,
 ) -> (&'static str, &'static str) {
-    let payload = match tokio::time::timeout(ctx.header_timeout, wire::read_payload(recv)).await {
-        Ok(Ok(p)) => p,
+    let payload = match tokio::time::timeout(ctx.header_timeout, wire::read_frame(recv)).await {
+        Ok(Ok((wire::WIRE_VERSION_META, p))) => {
+            return serve_v2(send, recv, ctx, peer, &p).await;
+        }
+        Ok(Ok((_, p))) => p,
         failed => {
             let message = match failed {
                 Err(_) => "no request frame in time".to_string(),

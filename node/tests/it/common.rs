@@ -97,11 +97,23 @@ pub struct Spawn<'a> {
     /// (ca, cert, key) overriding the node's own PKI files.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub extra: Vec<String>,
+    /// QUIC listen address.
+    pub listen: String,
+    /// `--log` filter.
+    pub log: String,
 }
 
 impl<'a> Spawn<'a> {
     pub fn new(pki: &'a Pki, data: &Path) -> Self {
-        Self { pki, id: 0, data: data.to_path_buf(), tls: None, extra: Vec::new() }
+        Self {
+            pki,
+            id: 0,
+            data: data.to_path_buf(),
+            tls: None,
+            extra: Vec::new(),
+            listen: "127.0.0.1:0".into(),
+            log: "warn,openraft=off".into(),
+        }
     }
 
     pub fn arg(mut self, a: &str) -> Self {
@@ -130,7 +142,7 @@ impl<'a> Spawn<'a> {
             .arg(cert)
             .arg("--tls-key")
             .arg(key)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["--listen", &self.listen, "--admin-listen", "127.0.0.1:0", "--log", &self.log])
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,438 @@
+//! Metadata model of the cluster: the records the Raft state machine keeps
+//! (buckets, object records, multipart uploads and parts, storage classes,
+//! the committed ring), the commands that change them, the queries that
+//! read them, and the typed errors both return.
+//!
+//! Gateways build [`Command`]s and [`Query`]s and send them with
+//! [`crate::meta_client::MetaClient`]; nodes apply commands in Raft log order.
+//!
+//! # Encoding, version 1
+//!
+//! Every record stored by a node and every metadata message on the wire is
+//! encoded with [`encode`]:
+//!
+//! ```text
+//! offset size  field
+//!      0    1  record version = 1
+//!      1    N  postcard encoding of the value (serde, varint integers)
+//!    1+N    4  CRC-32C of bytes 0..1+N, little-endian
+//! ```
+//!
+//! Postcard names enum variants by index, so a new command, query, reply
+//! or error variant is only ever appended; a changed field layout is a new
+//! record version, never an in-place edit. `node/tests/data/meta-*.bin`
+//! are the stored samples.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::crc32c;
+
+/// The record version this build writes.
+pub const RECORD_VERSION: u8 = 1;
+/// Most keys one listing page returns (S3's limit).
+pub const MAX_KEYS: u32 = 1000;
+
+/// Why bytes did not decode as a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// Shorter than a version byte and a checksum.
+    #[error("record truncated ({0} bytes)")]
+    Truncated(usize),
+    /// A record version this build does not know.
+    #[error("unknown record version {0}")]
+    UnknownVersion(u8),
+    /// The bytes changed since they were written.
+    #[error("record checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum { stored: u32, computed: u32 },
+    /// The checksum holds but the payload is not this type.
+    #[error("record does not decode: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `v` as a version-1 record (see the module docs).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    out = postcard::to_extend(v, out).expect("postcard encoding into a Vec cannot fail");
+    let crc = crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a record written by [`encode`], checking version and checksum.
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
+    if b.len() < 5 {
+        return Err(CodecError::Truncated(b.len()));
+    }
+    let (body, tail) = b.split_at(b.len() - 4);
+    let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+    let computed = crc32c(body);
+    if stored != computed {
+        return Err(CodecError::Checksum { stored, computed });
+    }
+    match body[0] {
+        1 => postcard::from_bytes(&body[1..]).map_err(|e| CodecError::Malformed(e.to_string())),
+        v => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// S3 bucket name.
+    pub name: String,
+    /// Access key id of the creator.
+    pub owner: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Storage class of new objects unless a PUT names another.
+    pub storage_class: String,
+    /// Anonymous GET/HEAD allowed.
+    pub public: bool,
+    /// Bucket policy document (JSON), if any.
+    pub policy: Option<String>,
+}
+
+/// Where one chunk of an object lives: its RS parameters and the node of
+/// each shard (shard `i` on `nodes[i]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLayout {
+    /// Object id of the shards (the version id of the object or part that
+    /// wrote them; multipart completion keeps each part's).
+    pub object: u128,
+    /// Chunk index within `object`.
+    pub chunk: u32,
+    /// Plain bytes in the chunk.
+    pub len: u64,
+    /// k.
+    pub data_shards: u8,
+    /// m.
+    pub parity_shards: u8,
+    /// Bytes per shard.
+    pub shard_len: u64,
+    /// Node id of each shard, in shard order.
+    pub nodes: Vec<u64>,
+    /// Ring epoch the placement was computed under.
+    pub ring_epoch: u64,
+}
+
+/// The current version of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    /// Fresh id per PUT; compare-and-set compares it.
+    pub version_id: u128,
+    /// Bytes in the object.
+    pub size: u64,
+    /// S3 ETag (quoted form is the gateway's business).
+    pub etag: String,
+    /// Content-Type, if given.
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` pairs.
+    pub user_metadata: BTreeMap<String, String>,
+    /// Checksums by algorithm name (`crc32c`, `sha256`, ...), base64.
+    pub checksums: BTreeMap<String, String>,
+    /// Storage class name.
+    pub storage_class: String,
+    /// Last-Modified, milliseconds since the Unix epoch.
+    pub modified_ms: u64,
+    /// Chunks in order; empty when `inline` holds the data.
+    pub chunks: Vec<ChunkLayout>,
+    /// Small objects' bytes kept in the record itself.
+    pub inline: Option<Vec<u8>>,
+}
+
+/// An open multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartUpload {
+    /// Bucket.
+    pub bucket: String,
+    /// Key the upload completes into.
+    pub key: String,
+    /// Upload id (chosen by the gateway, unique).
+    pub upload_id: String,
+    /// Initiation time, ms since the epoch.
+    pub created_ms: u64,
+    /// Content-Type for the final object.
+    pub content_type: Option<String>,
+    /// User metadata for the final object.
+    pub user_metadata: BTreeMap<String, String>,
+    /// Storage class for the final object.
+    pub storage_class: String,
+    /// Initiator's access key id.
+    pub owner: String,
+}
+
+/// An uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// 1..=10000.
+    pub part_number: u32,
+    /// Bytes.
+    pub size: u64,
+    /// ETag of the part.
+    pub etag: String,
+    /// Upload time, ms since the epoch.
+    pub modified_ms: u64,
+    /// Where its chunks live.
+    pub chunks: Vec<ChunkLayout>,
+}
+
+/// A storage class: erasure parameters and chunk size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageClassRecord {
+    /// Name, e.g. `STANDARD`.
+    pub name: String,
+    /// k.
+    pub data_shards: u8,
+    /// m.
+    pub parity_shards: u8,
+    /// Bytes per chunk before encoding.
+    pub chunk_size: u64,
+}
+
+/// A member of the committed ring.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RingMember {
+    /// Node id.
+    pub id: u64,
+    /// QUIC address.
+    pub addr: String,
+    /// Failure domain.
+    pub zone: Option<String>,
+}
+
+/// The committed ring: who holds shards, under which epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingRecord {
+    /// Bumped by every change of `members` or `virtual_nodes`.
+    pub epoch: u64,
+    /// Members sorted by id.
+    pub members: Vec<RingMember>,
+    /// Points per member.
+    pub virtual_nodes: u32,
+}
+
+/// Condition a write of an object record must meet (compare-and-set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precondition {
+    /// Unconditional.
+    None,
+    /// Only when no record exists (If-None-Match: *).
+    Absent,
+    /// Only when a record exists.
+    Exists,
+    /// Only when the current version is this one.
+    VersionIs(u128),
+}
+
+/// A state change; applied in log order, deterministically, on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates a bucket; `BucketExists` if it does.
+    CreateBucket(BucketRecord),
+    /// Deletes an empty bucket.
+    DeleteBucket { name: String },
+    /// Sets the public flag and policy of a bucket.
+    UpdateBucket { name: String, public: bool, policy: Option<String> },
+    /// Writes the object record of `key`, if `expect` holds.
+    PutObject { bucket: String, key: String, record: ObjectRecord, expect: Precondition },
+    /// Removes the object record of `key`, if `expect` holds (absent keys
+    /// succeed under [`Precondition::None`], as S3 does).
+    DeleteObject { bucket: String, key: String, expect: Precondition },
+    /// Opens a multipart upload.
+    CreateUpload(MultipartUpload),
+    /// Records a part (replacing one with the same number).
+    PutPart { bucket: String, upload_id: String, part: PartRecord },
+    /// Turns an upload into an object record and drops its parts.
+    CompleteUpload { bucket: String, upload_id: String, record: ObjectRecord, expect: Precondition },
+    /// Drops an upload and its parts.
+    AbortUpload { bucket: String, upload_id: String },
+    /// Creates or replaces a storage class.
+    PutStorageClass(StorageClassRecord),
+    /// Removes a storage class.
+    DeleteStorageClass { name: String },
+    /// Sets the ring members; the epoch grows when they differ.
+    SetRing { members: Vec<RingMember>, virtual_nodes: u32 },
+    /// Does nothing (benchmarks, liveness probes through the log).
+    Noop,
+}
+
+/// One S3 listing request (ListObjectsV2 semantics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// Bucket.
+    pub bucket: String,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up to the first delimiter after the prefix.
+    pub delimiter: Option<String>,
+    /// Only keys after this one.
+    pub start_after: Option<String>,
+    /// Token from a previous page's `next_continuation`.
+    pub continuation: Option<Vec<u8>>,
+    /// Keys plus common prefixes per page, 1..=1000 (0 means 1000).
+    pub max_keys: u32,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Key.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// ETag.
+    pub etag: String,
+    /// Last-Modified, ms.
+    pub modified_ms: u64,
+    /// Storage class.
+    pub storage_class: String,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage {
+    /// Objects in key order.
+    pub objects: Vec<ListEntry>,
+    /// Rolled-up prefixes in order (each ends with the delimiter).
+    pub common_prefixes: Vec<String>,
+    /// Pass back as `continuation` for the next page; `None`: done.
+    pub next_continuation: Option<Vec<u8>>,
+}
+
+/// A read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// One bucket.
+    GetBucket { name: String },
+    /// All buckets in name order.
+    ListBuckets,
+    /// The record of one object.
+    GetObject { bucket: String, key: String },
+    /// A listing page.
+    List(ListRequest),
+    /// Open uploads of a bucket, by (key, upload id).
+    ListUploads { bucket: String, prefix: String },
+    /// The upload and its parts in part order.
+    ListParts { bucket: String, upload_id: String },
+    /// Storage classes by name.
+    StorageClasses,
+    /// The committed ring.
+    Ring,
+}
+
+/// Answer to a command or a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The command applied.
+    Done,
+    /// An object write applied; the version it replaced, if any.
+    Replaced(Option<u128>),
+    /// A ring write applied; the epoch now committed.
+    RingEpoch(u64),
+    /// One bucket.
+    Bucket(BucketRecord),
+    /// Buckets.
+    Buckets(Vec<BucketRecord>),
+    /// One object record.
+    Object(ObjectRecord),
+    /// A listing page.
+    Page(ListPage),
+    /// Open uploads.
+    Uploads(Vec<MultipartUpload>),
+    /// An upload and its parts.
+    Parts(MultipartUpload, Vec<PartRecord>),
+    /// Storage classes.
+    StorageClasses(Vec<StorageClassRecord>),
+    /// The ring (None before the first commit of one).
+    Ring(Option<RingRecord>),
+}
+
+/// Why a metadata operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MetaError {
+    /// This node does not lead; writes and linearizable reads go to the
+    /// leader named here (if known).
+    #[error("node is not the Raft leader (leader: {leader:?} at {addr:?})")]
+    NotLeader { leader: Option<u64>, addr: Option<String> },
+    /// No quorum of voters is reachable: the write was not (or not known
+    /// to be) committed. Retrying with the same request id is safe.
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    /// No such bucket.
+    #[error("no such bucket {0}")]
+    NoSuchBucket(String),
+    /// The bucket exists.
+    #[error("bucket {0} already exists")]
+    BucketExists(String),
+    /// The bucket still holds objects or uploads.
+    #[error("bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    /// No such object.
+    #[error("no such key {bucket}/{key}")]
+    NoSuchKey { bucket: String, key: String },
+    /// No such multipart upload.
+    #[error("no such upload {upload_id} in {bucket}")]
+    NoSuchUpload { bucket: String, upload_id: String },
+    /// A compare-and-set failed; `current` is the version found.
+    #[error("precondition failed on {bucket}/{key} (current version {current:?})")]
+    PreconditionFailed { bucket: String, key: String, current: Option<u128> },
+    /// No such storage class.
+    #[error("no such storage class {0}")]
+    NoSuchStorageClass(String),
+    /// The request is invalid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// A stored record failed its checksum or did not decode.
+    #[error("corrupt metadata record: {0}")]
+    Corrupt(String),
+    /// The node is shutting down or its Raft group stopped.
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else on the node.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A metadata request on the wire (body of a v2 `Meta` frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaRequest {
+    /// A write; `request_id` is chosen once per logical write and reused
+    /// by every retry, so the state machine applies it at most once.
+    Write { request_id: u128, command: Command },
+    /// A read; `linearizable` confirms leadership (read index) first and
+    /// must go to the leader, otherwise the node answers from its own state.
+    Read { query: Query, linearizable: bool },
+}
+
+/// The answer to a [`MetaRequest`].
+pub type MetaResult = Result<Reply, MetaError>;
+
+/// Key order used by listings: S3 orders keys by their UTF-8 bytes.
+pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.as_bytes().cmp(b.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_detect_damage() {
+        let c = Command::DeleteObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            expect: Precondition::VersionIs(7),
+        };
+        let mut b = encode(&c);
+        assert_eq!(decode::<Command>(&b).unwrap(), c);
+        b[3] ^= 1;
+        assert!(matches!(decode::<Command>(&b), Err(CodecError::Checksum { .. })));
+        assert!(matches!(decode::<Command>(&b[..3]), Err(CodecError::Truncated(3))));
+        let mut v2 = vec![2u8, 0];
+        v2.extend_from_slice(&crc32c(&v2).to_le_bytes());
+        assert_eq!(decode::<Command>(&v2), Err(CodecError::UnknownVersion(2)));
+    }
+}

@@ -1,0 +1,145 @@
+//! Raft RPCs over the node's own QUIC endpoint: each RPC is one v2 `Raft`
+//! frame on a new stream of the reused connection to the peer (mutual TLS
+//! from the cluster CA, peer verified as `node-<id>`). The body is the
+//! openraft request as a [`predastore_core::meta::encode`] record; the
+//! reply body is the handler's `Result` encoded the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use predastore_core::certs::node_name;
+use predastore_core::meta;
+use predastore_core::meta_client::{CallError, call_v2};
+use predastore_core::transport::Connector;
+use predastore_core::wire::{MetaFrameRequest, RaftRpc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{NodeId, TypeConfig};
+
+/// Dials peers for openraft.
+pub struct Network {
+    id: NodeId,
+    connector: Arc<Connector>,
+}
+
+impl Network {
+    /// Peers are dialed from node `id` through `connector`.
+    pub fn new(id: NodeId, connector: Arc<Connector>) -> Self {
+        Self { id, connector }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            from: self.id,
+            target,
+            addr: node.addr.clone(),
+            connector: Arc::clone(&self.connector),
+        }
+    }
+}
+
+/// The RPC client of one peer.
+pub struct Peer {
+    from: NodeId,
+    target: NodeId,
+    addr: String,
+    connector: Arc<Connector>,
+}
+
+type RpcErr<E> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: RaftRpc,
+        kind: RPCTypes,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = Bytes::from(meta::encode(req));
+        let name = node_name(self.target);
+        let timeout = || {
+            RPCError::Timeout(Timeout {
+                action: kind,
+                id: self.from,
+                target: self.target,
+                timeout: ttl,
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let conn = match tokio::time::timeout(ttl, self.connector.connect(&self.addr, &name)).await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(_) => return Err(timeout()),
+        };
+        let frame = MetaFrameRequest::Raft { from: self.from, rpc, len: body.len() as u64 };
+        // Give up a little before openraft's hard limit so the connection
+        // can be dropped: a peer that restarted never answers on the old
+        // one, and only a new handshake reaches the new process.
+        let budget = (ttl * 3 / 4).saturating_sub(started.elapsed());
+        let reply = match tokio::time::timeout(budget, call_v2(&conn, frame, body)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if matches!(e, CallError::Stream(_)) {
+                    self.connector.forget(&self.addr, &name, &conn);
+                }
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+            Err(_) => {
+                self.connector.forget(&self.addr, &name, &conn);
+                return Err(timeout());
+            }
+        };
+        let r: Result<Resp, RaftError<NodeId, E>> =
+            meta::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(RaftRpc::AppendEntries, RPCTypes::AppendEntries, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.call(RaftRpc::InstallSnapshot, RPCTypes::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(RaftRpc::Vote, RPCTypes::Vote, &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,768 @@
+//! The metadata state machine: how a committed command changes the tables
+//! and what a query reads. Pure logic over [`KvRead`]; the store module
+//! owns the actual key-value engine (sled) and makes each applied batch
+//! atomic, so the engine can change without touching this file.
+//!
+//! # Key layout (one ordered key space; values are [`meta::encode`] records)
+//!
+//! | key | value |
+//! |-----|-------|
+//! | `b/` bucket | [`BucketRecord`] |
+//! | `o/` bucket `\0` key | [`ObjectRecord`] — bucket names never hold `\0`, so a range scan of `o/bucket\0` lists the bucket in S3 (UTF-8 byte) order |
+//! | `u/` bucket `\0` upload id | [`MultipartUpload`] |
+//! | `p/` bucket `\0` upload id `\0` part number (u32 BE) | [`PartRecord`] |
+//! | `c/` name | [`StorageClassRecord`] |
+//! | `r` | [`RingRecord`] |
+//! | `d/` request id (u128 BE) | [`Dedup`]: the first outcome of a write |
+//! | `t/` time ms (u64 BE) request id (u128 BE) | empty: expiry index of `d/` |
+//!
+//! Keys starting with `s/` belong to the store (applied log id, membership).
+//!
+//! Writes are deduplicated by request id for [`DEDUP_TTL_MS`] of log time
+//! (the proposer's clock stamped into the entry, so every node expires the
+//! same ids at the same log position).
+
+use std::collections::BTreeMap;
+
+use predastore_core::config::validate_bucket_name;
+use predastore_core::meta::{
+    self, BucketRecord, CodecError, Command, ListEntry, ListPage, ListRequest, MAX_KEYS, MetaError,
+    MetaResult, MultipartUpload, ObjectRecord, PartRecord, Precondition, Query, Reply, RingRecord,
+    StorageClassRecord,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, BatchReply, Proposal};
+
+/// How long a request id is remembered, in ms of log time.
+pub const DEDUP_TTL_MS: u64 = 10 * 60 * 1000;
+/// Expired dedup entries dropped per applied batch (bounds apply cost).
+const DEDUP_GC_PER_BATCH: usize = 512;
+
+/// Why the key-value layer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// A stored record failed its checksum or did not decode.
+    #[error("corrupt metadata record at {key}: {source}")]
+    Corrupt { key: String, source: CodecError },
+    /// The engine failed.
+    #[error("metadata store: {0}")]
+    Io(String),
+}
+
+/// Visitor of a range scan: gets each key and value, returns whether to go on.
+pub type Visit<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<bool, KvError>;
+
+/// Read access to the ordered key space.
+pub trait KvRead {
+    /// The value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// Visits keys in `[from, until)` (unbounded when `until` is None) in
+    /// order until `f` returns false.
+    fn range(&self, from: &[u8], until: Option<&[u8]>, f: Visit<'_>) -> Result<(), KvError>;
+}
+
+/// Printable form of a key for error messages.
+pub fn show_key(k: &[u8]) -> String {
+    String::from_utf8_lossy(k).replace('\0', "/")
+}
+
+fn dec<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, KvError> {
+    meta::decode(v).map_err(|source| KvError::Corrupt { key: show_key(key), source })
+}
+
+fn read<T: DeserializeOwned>(kv: &dyn KvRead, key: &[u8]) -> Result<Option<T>, KvError> {
+    kv.get(key)?.map(|v| dec(key, &v)).transpose()
+}
+
+/// The smallest key greater than every key starting with `p` (None: no
+/// such key, `p` is all 0xFF).
+pub fn prefix_end(p: &[u8]) -> Option<Vec<u8>> {
+    let mut e = p.to_vec();
+    while let Some(last) = e.pop() {
+        if last < 0xFF {
+            e.push(last + 1);
+            return Some(e);
+        }
+    }
+    None
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// Key of a bucket record.
+pub fn bucket_key(name: &str) -> Vec<u8> {
+    cat(&[b"b/", name.as_bytes()])
+}
+/// Prefix of all object records of a bucket.
+pub fn objects_prefix(bucket: &str) -> Vec<u8> {
+    cat(&[b"o/", bucket.as_bytes(), b"\0"])
+}
+/// Key of an object record.
+pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    cat(&[b"o/", bucket.as_bytes(), b"\0", key.as_bytes()])
+}
+fn uploads_prefix(bucket: &str) -> Vec<u8> {
+    cat(&[b"u/", bucket.as_bytes(), b"\0"])
+}
+fn upload_key(bucket: &str, upload: &str) -> Vec<u8> {
+    cat(&[b"u/", bucket.as_bytes(), b"\0", upload.as_bytes()])
+}
+fn parts_prefix(bucket: &str, upload: &str) -> Vec<u8> {
+    cat(&[b"p/", bucket.as_bytes(), b"\0", upload.as_bytes(), b"\0"])
+}
+fn part_key(bucket: &str, upload: &str, n: u32) -> Vec<u8> {
+    cat(&[&parts_prefix(bucket, upload), &n.to_be_bytes()])
+}
+fn class_key(name: &str) -> Vec<u8> {
+    cat(&[b"c/", name.as_bytes()])
+}
+const RING_KEY: &[u8] = b"r";
+fn dedup_key(id: u128) -> Vec<u8> {
+    cat(&[b"d/", &id.to_be_bytes()])
+}
+fn expiry_key(time_ms: u64, id: u128) -> Vec<u8> {
+    cat(&[b"t/", &time_ms.to_be_bytes(), &id.to_be_bytes()])
+}
+/// Prefix of keys owned by the store, not the state machine.
+pub const SYSTEM_PREFIX: &[u8] = b"s/";
+
+/// The remembered outcome of an applied write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dedup {
+    /// Log time it was applied at.
+    pub time_ms: u64,
+    /// What the first application returned.
+    pub outcome: MetaResult,
+}
+
+/// Pending writes of one applied batch over a base view, so later
+/// commands in the batch see earlier ones.
+pub struct Overlay<'a> {
+    base: &'a dyn KvRead,
+    /// key → Some(value) to write, None to delete.
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    /// An empty overlay on `base`.
+    pub fn new(base: &'a dyn KvRead) -> Self {
+        Self { base, writes: BTreeMap::new() }
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) {
+        self.writes.insert(key, Some(meta::encode(v)));
+    }
+
+    fn del(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// Live keys starting with `p`, in order, at most `limit`.
+    fn keys_with_prefix(&self, p: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+        let end = prefix_end(p);
+        let mut out = Vec::new();
+        self.range(p, end.as_deref(), &mut |k, _| {
+            out.push(k.to_vec());
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+}
+
+impl KvRead for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn range(&self, from: &[u8], until: Option<&[u8]>, f: Visit<'_>) -> Result<(), KvError> {
+        // Merge the base range with the overlay's writes in key order.
+        use std::ops::Bound;
+        let hi = until.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut mine = self.writes.range::<[u8], _>((Bound::Included(from), hi)).peekable();
+        let mut stopped = false;
+        self.base.range(from, until, &mut |k, v| {
+            while let Some((mk, mv)) = mine.peek() {
+                if mk.as_slice() > k {
+                    break;
+                }
+                let same = mk.as_slice() == k;
+                if let Some(mv) = mv
+                    && !f(mk, mv)?
+                {
+                    stopped = true;
+                    return Ok(false);
+                }
+                mine.next();
+                if same {
+                    return Ok(true);
+                }
+            }
+            if !f(k, v)? {
+                stopped = true;
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        if !stopped {
+            for (mk, mv) in mine {
+                if let Some(mv) = mv
+                    && !f(mk, mv)?
+                {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one batch of proposals, in order, into `ov`.
+pub fn apply_batch(ov: &mut Overlay<'_>, batch: &Batch) -> Result<BatchReply, KvError> {
+    let mut out = Vec::with_capacity(batch.0.len());
+    let mut newest = 0;
+    for p in &batch.0 {
+        out.push(apply_proposal(ov, p)?);
+        newest = newest.max(p.time_ms);
+    }
+    expire_dedup(ov, newest)?;
+    Ok(BatchReply(out))
+}
+
+fn apply_proposal(ov: &mut Overlay<'_>, p: &Proposal) -> Result<MetaResult, KvError> {
+    let dk = dedup_key(p.request_id);
+    if let Some(d) = read::<Dedup>(ov, &dk)? {
+        return Ok(d.outcome);
+    }
+    let outcome = apply_command(ov, &p.command)?;
+    ov.put(dk, &Dedup { time_ms: p.time_ms, outcome: outcome.clone() });
+    ov.writes.insert(expiry_key(p.time_ms, p.request_id), Some(Vec::new()));
+    Ok(outcome)
+}
+
+fn expire_dedup(ov: &mut Overlay<'_>, now_ms: u64) -> Result<(), KvError> {
+    let Some(cutoff) = now_ms.checked_sub(DEDUP_TTL_MS) else { return Ok(()) };
+    let until = expiry_key(cutoff, 0);
+    let mut old = Vec::new();
+    ov.range(b"t/", Some(&until), &mut |k, _| {
+        old.push(k.to_vec());
+        Ok(old.len() < DEDUP_GC_PER_BATCH)
+    })?;
+    for k in old {
+        if k.len() == 2 + 8 + 16 {
+            let id = u128::from_be_bytes(k[10..].try_into().expect("16 bytes"));
+            ov.del(dedup_key(id));
+        }
+        ov.del(k);
+    }
+    Ok(())
+}
+
+fn need_bucket(kv: &dyn KvRead, name: &str) -> Result<Result<BucketRecord, MetaError>, KvError> {
+    Ok(read::<BucketRecord>(kv, &bucket_key(name))?
+        .ok_or_else(|| MetaError::NoSuchBucket(name.to_string())))
+}
+
+fn check(
+    bucket: &str,
+    key: &str,
+    cur: Option<&ObjectRecord>,
+    expect: Precondition,
+) -> Result<(), MetaError> {
+    let ok = match expect {
+        Precondition::None => true,
+        Precondition::Absent => cur.is_none(),
+        Precondition::Exists => cur.is_some(),
+        Precondition::VersionIs(v) => cur.is_some_and(|c| c.version_id == v),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(MetaError::PreconditionFailed {
+            bucket: bucket.into(),
+            key: key.into(),
+            current: cur.map(|c| c.version_id),
+        })
+    }
+}
+
+/// `?` for the inner application error: returns it as the outcome.
+macro_rules! fail {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+fn apply_command(ov: &mut Overlay<'_>, c: &Command) -> Result<MetaResult, KvError> {
+    match c {
+        Command::Noop => Ok(Ok(Reply::Done)),
+        Command::CreateBucket(b) => {
+            fail!(validate_bucket_name(&b.name).map_err(|e| MetaError::Invalid(e.to_string())));
+            let k = bucket_key(&b.name);
+            if ov.get(&k)?.is_some() {
+                return Ok(Err(MetaError::BucketExists(b.name.clone())));
+            }
+            ov.put(k, b);
+            Ok(Ok(Reply::Done))
+        }
+        Command::DeleteBucket { name } => {
+            fail!(need_bucket(ov, name)?);
+            if !ov.keys_with_prefix(&objects_prefix(name), 1)?.is_empty()
+                || !ov.keys_with_prefix(&uploads_prefix(name), 1)?.is_empty()
+            {
+                return Ok(Err(MetaError::BucketNotEmpty(name.clone())));
+            }
+            ov.del(bucket_key(name));
+            Ok(Ok(Reply::Done))
+        }
+        Command::UpdateBucket { name, public, policy } => {
+            let mut b = fail!(need_bucket(ov, name)?);
+            b.public = *public;
+            b.policy = policy.clone();
+            ov.put(bucket_key(name), &b);
+            Ok(Ok(Reply::Done))
+        }
+        Command::PutObject { bucket, key, record, expect } => {
+            fail!(need_bucket(ov, bucket)?);
+            let k = object_key(bucket, key);
+            let cur = read::<ObjectRecord>(ov, &k)?;
+            fail!(check(bucket, key, cur.as_ref(), *expect));
+            ov.put(k, record);
+            Ok(Ok(Reply::Replaced(cur.map(|c| c.version_id))))
+        }
+        Command::DeleteObject { bucket, key, expect } => {
+            fail!(need_bucket(ov, bucket)?);
+            let k = object_key(bucket, key);
+            let cur = read::<ObjectRecord>(ov, &k)?;
+            fail!(check(bucket, key, cur.as_ref(), *expect));
+            if cur.is_some() {
+                ov.del(k);
+            }
+            Ok(Ok(Reply::Replaced(cur.map(|c| c.version_id))))
+        }
+        Command::CreateUpload(u) => {
+            fail!(need_bucket(ov, &u.bucket)?);
+            let k = upload_key(&u.bucket, &u.upload_id);
+            if u.upload_id.is_empty() || u.upload_id.contains('\0') {
+                return Ok(Err(MetaError::Invalid("upload id must be non-empty, no NUL".into())));
+            }
+            if ov.get(&k)?.is_some() {
+                return Ok(Err(MetaError::Invalid(format!("upload {} exists", u.upload_id))));
+            }
+            ov.put(k, u);
+            Ok(Ok(Reply::Done))
+        }
+        Command::PutPart { bucket, upload_id, part } => {
+            if !(1..=10_000).contains(&part.part_number) {
+                return Ok(Err(MetaError::Invalid(format!(
+                    "part number {} outside 1..=10000",
+                    part.part_number
+                ))));
+            }
+            fail!(need_upload(ov, bucket, upload_id)?);
+            ov.put(part_key(bucket, upload_id, part.part_number), part);
+            Ok(Ok(Reply::Done))
+        }
+        Command::CompleteUpload { bucket, upload_id, record, expect } => {
+            let u = fail!(need_upload(ov, bucket, upload_id)?);
+            let k = object_key(bucket, &u.key);
+            let cur = read::<ObjectRecord>(ov, &k)?;
+            fail!(check(bucket, &u.key, cur.as_ref(), *expect));
+            drop_upload(ov, bucket, upload_id)?;
+            ov.put(k, record);
+            Ok(Ok(Reply::Replaced(cur.map(|c| c.version_id))))
+        }
+        Command::AbortUpload { bucket, upload_id } => {
+            fail!(need_upload(ov, bucket, upload_id)?);
+            drop_upload(ov, bucket, upload_id)?;
+            Ok(Ok(Reply::Done))
+        }
+        Command::PutStorageClass(c) => {
+            if c.name.is_empty() || c.data_shards == 0 || c.chunk_size == 0 {
+                return Ok(Err(MetaError::Invalid(
+                    "a storage class needs a name, data_shards ≥ 1 and chunk_size ≥ 1".into(),
+                )));
+            }
+            ov.put(class_key(&c.name), c);
+            Ok(Ok(Reply::Done))
+        }
+        Command::DeleteStorageClass { name } => {
+            let k = class_key(name);
+            if ov.get(&k)?.is_none() {
+                return Ok(Err(MetaError::NoSuchStorageClass(name.clone())));
+            }
+            ov.del(k);
+            Ok(Ok(Reply::Done))
+        }
+        Command::SetRing { members, virtual_nodes } => {
+            let mut members = members.clone();
+            members.sort();
+            members.dedup_by_key(|m| m.id);
+            if members.is_empty() || *virtual_nodes == 0 {
+                return Ok(Err(MetaError::Invalid(
+                    "a ring needs members and virtual nodes".into(),
+                )));
+            }
+            let cur = read::<RingRecord>(ov, RING_KEY)?;
+            if let Some(c) = &cur
+                && c.members == members
+                && c.virtual_nodes == *virtual_nodes
+            {
+                return Ok(Ok(Reply::RingEpoch(c.epoch)));
+            }
+            let epoch = cur.map_or(1, |c| c.epoch + 1);
+            ov.put(
+                RING_KEY.to_vec(),
+                &RingRecord { epoch, members, virtual_nodes: *virtual_nodes },
+            );
+            Ok(Ok(Reply::RingEpoch(epoch)))
+        }
+    }
+}
+
+fn need_upload(
+    kv: &dyn KvRead,
+    bucket: &str,
+    upload_id: &str,
+) -> Result<Result<MultipartUpload, MetaError>, KvError> {
+    Ok(read::<MultipartUpload>(kv, &upload_key(bucket, upload_id))?.ok_or_else(|| {
+        MetaError::NoSuchUpload { bucket: bucket.into(), upload_id: upload_id.into() }
+    }))
+}
+
+fn drop_upload(ov: &mut Overlay<'_>, bucket: &str, upload_id: &str) -> Result<(), KvError> {
+    for k in ov.keys_with_prefix(&parts_prefix(bucket, upload_id), usize::MAX)? {
+        ov.del(k);
+    }
+    ov.del(upload_key(bucket, upload_id));
+    Ok(())
+}
+
+/// Answers a query from `kv`. A corrupt record becomes
+/// [`MetaError::Corrupt`] naming it; the node keeps serving the rest.
+pub fn query(kv: &dyn KvRead, q: &Query) -> MetaResult {
+    query_inner(kv, q).unwrap_or_else(|e| match e {
+        KvError::Corrupt { .. } => Err(MetaError::Corrupt(e.to_string())),
+        KvError::Io(m) => Err(MetaError::Internal(m)),
+    })
+}
+
+fn scan<T: DeserializeOwned>(
+    kv: &dyn KvRead,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<T>, KvError> {
+    let end = prefix_end(prefix);
+    let mut out = Vec::new();
+    kv.range(prefix, end.as_deref(), &mut |k, v| {
+        out.push(dec(k, v)?);
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
+}
+
+fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
+    Ok(match q {
+        Query::GetBucket { name } => need_bucket(kv, name)?.map(Reply::Bucket),
+        Query::ListBuckets => Ok(Reply::Buckets(scan(kv, b"b/", usize::MAX)?)),
+        Query::GetObject { bucket, key } => match read(kv, &object_key(bucket, key))? {
+            Some(o) => Ok(Reply::Object(o)),
+            None => {
+                fail!(need_bucket(kv, bucket)?);
+                Err(MetaError::NoSuchKey { bucket: bucket.clone(), key: key.clone() })
+            }
+        },
+        Query::List(req) => list(kv, req)?.map(Reply::Page),
+        Query::ListUploads { bucket, prefix } => {
+            fail!(need_bucket(kv, bucket)?);
+            let mut ups: Vec<MultipartUpload> = scan(kv, &uploads_prefix(bucket), usize::MAX)?;
+            ups.retain(|u| u.key.starts_with(prefix.as_str()));
+            ups.sort_by(|a, b| {
+                meta::key_order(&a.key, &b.key).then_with(|| a.upload_id.cmp(&b.upload_id))
+            });
+            ups.truncate(MAX_KEYS as usize);
+            Ok(Reply::Uploads(ups))
+        }
+        Query::ListParts { bucket, upload_id } => {
+            let u = fail!(need_upload(kv, bucket, upload_id)?);
+            let parts: Vec<PartRecord> = scan(kv, &parts_prefix(bucket, upload_id), usize::MAX)?;
+            Ok(Reply::Parts(u, parts))
+        }
+        Query::StorageClasses => {
+            Ok(Reply::StorageClasses(scan::<StorageClassRecord>(kv, b"c/", usize::MAX)?))
+        }
+        Query::Ring => Ok(Reply::Ring(read(kv, RING_KEY)?)),
+    })
+}
+
+/// One listing page: keys after the start position, rolled up at the
+/// delimiter, at most `max_keys` keys plus prefixes. The continuation
+/// token is the next start position (inclusive) relative to the bucket.
+pub fn list(kv: &dyn KvRead, req: &ListRequest) -> Result<Result<ListPage, MetaError>, KvError> {
+    fail!(need_bucket(kv, &req.bucket)?);
+    let max = match req.max_keys {
+        0 => MAX_KEYS,
+        n => n.min(MAX_KEYS),
+    } as usize;
+    let delim = req.delimiter.as_deref().filter(|d| !d.is_empty());
+    let base = objects_prefix(&req.bucket);
+    let lo = cat(&[&base, req.prefix.as_bytes()]);
+    let hi = prefix_end(&lo).expect("object keys end before 0xFF");
+    let mut start = lo.clone();
+    if let Some(sa) = &req.start_after {
+        start = start.max(cat(&[&base, sa.as_bytes(), b"\0"]));
+    }
+    if let Some(t) = &req.continuation {
+        start = start.max(cat(&[&base, t]));
+    }
+    let mut page = ListPage::default();
+    let mut count = 0;
+    while count < max && start < hi {
+        // Scan until the page is full or a common prefix needs a skip.
+        let mut skip_to = None;
+        let mut last_key = None;
+        kv.range(&start, Some(&hi), &mut |k, v| {
+            let key = std::str::from_utf8(&k[base.len()..]).map_err(|_| KvError::Corrupt {
+                key: show_key(k),
+                source: CodecError::Malformed("object key is not UTF-8".into()),
+            })?;
+            if let Some(d) = delim
+                && let Some(pos) = key[req.prefix.len()..].find(d)
+            {
+                let cp = &key[..req.prefix.len() + pos + d.len()];
+                page.common_prefixes.push(cp.to_string());
+                count += 1;
+                skip_to = Some(prefix_end(&cat(&[&base, cp.as_bytes()])).expect("bounded"));
+                return Ok(false);
+            }
+            let o: ObjectRecord = dec(k, v)?;
+            page.objects.push(ListEntry {
+                key: key.to_string(),
+                size: o.size,
+                etag: o.etag,
+                modified_ms: o.modified_ms,
+                storage_class: o.storage_class,
+            });
+            count += 1;
+            last_key = Some(k.to_vec());
+            Ok(count < max)
+        })?;
+        match (skip_to, last_key) {
+            (Some(s), _) => start = s,
+            (None, Some(k)) => start = cat(&[&k, b"\0"]),
+            (None, None) => {
+                start = hi.clone();
+            }
+        }
+    }
+    if start < hi {
+        // Is anything left? One more probe decides the continuation.
+        let mut more = false;
+        kv.range(&start, Some(&hi), &mut |_, _| {
+            more = true;
+            Ok(false)
+        })?;
+        if more {
+            page.next_continuation = Some(start[base.len()..].to_vec());
+        }
+    }
+    Ok(Ok(page))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An in-memory [`KvRead`] for unit tests.
+    #[derive(Default)]
+    pub struct MemKv(pub BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl KvRead for MemKv {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn range(&self, from: &[u8], until: Option<&[u8]>, f: Visit<'_>) -> Result<(), KvError> {
+            use std::ops::Bound;
+            let hi = until.map_or(Bound::Unbounded, Bound::Excluded);
+            for (k, v) in self.0.range::<[u8], _>((Bound::Included(from), hi)) {
+                if !f(k, v)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl MemKv {
+        pub fn apply(&mut self, cmds: Vec<(u128, u64, Command)>) -> Vec<MetaResult> {
+            let batch = Batch(
+                cmds.into_iter()
+                    .map(|(request_id, time_ms, command)| Proposal { request_id, time_ms, command })
+                    .collect(),
+            );
+            let mut ov = Overlay::new(self);
+            let r = apply_batch(&mut ov, &batch).unwrap();
+            let writes = std::mem::take(&mut ov.writes);
+            for (k, v) in writes {
+                match v {
+                    Some(v) => self.0.insert(k, v),
+                    None => self.0.remove(&k),
+                };
+            }
+            r.0
+        }
+    }
+
+    pub fn bucket(name: &str) -> Command {
+        Command::CreateBucket(BucketRecord {
+            name: name.into(),
+            owner: "o".into(),
+            created_ms: 1,
+            storage_class: "STANDARD".into(),
+            public: false,
+            policy: None,
+        })
+    }
+
+    pub fn record(v: u128) -> ObjectRecord {
+        ObjectRecord {
+            version_id: v,
+            size: 3,
+            etag: "e".into(),
+            content_type: None,
+            user_metadata: BTreeMap::new(),
+            checksums: BTreeMap::new(),
+            storage_class: "STANDARD".into(),
+            modified_ms: 1,
+            chunks: Vec::new(),
+            inline: Some(b"abc".to_vec()),
+        }
+    }
+
+    fn put(key: &str, v: u128, expect: Precondition) -> Command {
+        Command::PutObject { bucket: "bk1".into(), key: key.into(), record: record(v), expect }
+    }
+
+    #[test]
+    fn cas_and_dedup() {
+        let mut kv = MemKv::default();
+        let r = kv.apply(vec![
+            (1, 10, bucket("bk1")),
+            (2, 10, put("a", 100, Precondition::Absent)),
+            (3, 10, put("a", 101, Precondition::Absent)),
+            (4, 10, put("a", 102, Precondition::VersionIs(100))),
+        ]);
+        assert_eq!(r[0], Ok(Reply::Done));
+        assert_eq!(r[1], Ok(Reply::Replaced(None)));
+        assert!(matches!(r[2], Err(MetaError::PreconditionFailed { current: Some(100), .. })));
+        assert_eq!(r[3], Ok(Reply::Replaced(Some(100))));
+        // A retried request id returns its first outcome and changes nothing.
+        let again = kv.apply(vec![(2, 11, put("a", 100, Precondition::Absent))]);
+        assert_eq!(again[0], Ok(Reply::Replaced(None)));
+        let got = query(&kv, &Query::GetObject { bucket: "bk1".into(), key: "a".into() });
+        assert_eq!(got.unwrap(), Reply::Object(record(102)));
+        // Past the TTL the id is forgotten.
+        kv.apply(vec![(9, 10 + DEDUP_TTL_MS + 1, Command::Noop)]);
+        assert!(!kv.0.contains_key(&dedup_key(2)));
+        assert!(kv.0.contains_key(&dedup_key(9)));
+    }
+
+    #[test]
+    fn buckets_uploads_and_ring() {
+        let mut kv = MemKv::default();
+        let up = MultipartUpload {
+            bucket: "bk1".into(),
+            key: "big".into(),
+            upload_id: "u1".into(),
+            created_ms: 1,
+            content_type: None,
+            user_metadata: BTreeMap::new(),
+            storage_class: "STANDARD".into(),
+            owner: "o".into(),
+        };
+        let part = PartRecord {
+            part_number: 1,
+            size: 5,
+            etag: "p".into(),
+            modified_ms: 1,
+            chunks: Vec::new(),
+        };
+        let r = kv.apply(vec![
+            (1, 1, bucket("bk1")),
+            (2, 1, bucket("bk1")),
+            (3, 1, Command::CreateUpload(up.clone())),
+            (4, 1, Command::PutPart { bucket: "bk1".into(), upload_id: "u1".into(), part }),
+            (5, 1, Command::DeleteBucket { name: "bk1".into() }),
+            (
+                6,
+                1,
+                Command::CompleteUpload {
+                    bucket: "bk1".into(),
+                    upload_id: "u1".into(),
+                    record: record(7),
+                    expect: Precondition::None,
+                },
+            ),
+            (
+                7,
+                1,
+                Command::DeleteObject {
+                    bucket: "bk1".into(),
+                    key: "big".into(),
+                    expect: Precondition::VersionIs(7),
+                },
+            ),
+            (8, 1, Command::DeleteBucket { name: "bk1".into() }),
+        ]);
+        assert_eq!(r[1], Err(MetaError::BucketExists("bk1".into())));
+        assert_eq!(r[4], Err(MetaError::BucketNotEmpty("bk1".into())));
+        assert_eq!(r[5], Ok(Reply::Replaced(None)));
+        assert_eq!(r[6], Ok(Reply::Replaced(Some(7))));
+        assert_eq!(r[7], Ok(Reply::Done));
+        assert!(kv.0.keys().all(|k| k.starts_with(b"d/") || k.starts_with(b"t/")));
+        let m = |id| meta::RingMember { id, addr: format!("n{id}"), zone: None };
+        let r = kv.apply(vec![
+            (10, 1, Command::SetRing { members: vec![m(2), m(1)], virtual_nodes: 8 }),
+            (11, 1, Command::SetRing { members: vec![m(1), m(2)], virtual_nodes: 8 }),
+            (12, 1, Command::SetRing { members: vec![m(1)], virtual_nodes: 8 }),
+        ]);
+        assert_eq!(
+            r,
+            vec![Ok(Reply::RingEpoch(1)), Ok(Reply::RingEpoch(1)), Ok(Reply::RingEpoch(2))]
+        );
+    }
+
+    #[test]
+    fn list_rolls_up_and_paginates() {
+        let mut kv = MemKv::default();
+        let mut cmds = vec![(1, 1, bucket("bk1"))];
+        for (i, k) in ["a", "a/b", "a/c", "b", "c/d/e", "c/x"].iter().enumerate() {
+            cmds.push((10 + i as u128, 1, put(k, i as u128, Precondition::None)));
+        }
+        kv.apply(cmds);
+        let req = |cont: Option<Vec<u8>>| ListRequest {
+            bucket: "bk1".into(),
+            prefix: String::new(),
+            delimiter: Some("/".into()),
+            start_after: None,
+            continuation: cont,
+            max_keys: 2,
+        };
+        let p1 = list(&kv, &req(None)).unwrap().unwrap();
+        assert_eq!(p1.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(p1.common_prefixes, ["a/"]);
+        let p2 = list(&kv, &req(p1.next_continuation)).unwrap().unwrap();
+        assert_eq!(p2.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(p2.common_prefixes, ["c/"]);
+        assert_eq!(p2.next_continuation, None);
+    }
+}

@@ -34,6 +34,9 @@ pub enum TransportError {
     /// rustls refused the material.
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
+    /// Our own certificate is not what this process must present.
+    #[error("{0}")]
+    Identity(String),
     /// Binding the UDP socket failed.
     #[error("binding QUIC endpoint on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
@@ -112,6 +115,32 @@ impl TlsMaterial {
                 .map_err(|source| TransportError::Read { path: p.display().to_string(), source })
         };
         Self::from_pem(&read(ca)?, &read(cert)?, &read(key)?)
+    }
+
+    /// Checks at startup what peers would otherwise find at the first
+    /// handshake: our certificate chains to the cluster CA we were given
+    /// and names node `id` (`node-<id>.predastore`).
+    pub fn check_node_identity(&self, id: u64) -> Result<(), TransportError> {
+        use rustls::client::danger::ServerCertVerifier;
+        let name = crate::certs::node_name(id);
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
+                .build()
+                .map_err(|e| TransportError::Pem(format!("server verifier: {e}")))?;
+        let (leaf, rest) = self.chain.split_first().ok_or_else(|| {
+            TransportError::Identity("the certificate file holds no certificate".into())
+        })?;
+        let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| TransportError::Identity(format!("{name}: {e}")))?;
+        verifier
+            .verify_server_cert(leaf, rest, &server_name, &[], rustls::pki_types::UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| {
+                TransportError::Identity(format!(
+                    "this node's certificate is not valid as {name} under the given CA ({e}); \
+                     issue one with `predastore-node certs node --id {id}` from the cluster's CA"
+                ))
+            })
     }
 
     fn roots(&self) -> Result<Arc<rustls::RootCertStore>, TransportError> {

@@ -53,7 +53,10 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         m.shards.set(u.shards as i64);
         m.available_bytes.set(u.available.min(i64::MAX as u64) as i64);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render())
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        m.render(),
+    )
         .into_response()
 }
 

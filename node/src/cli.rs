@@ -99,31 +99,41 @@ pub enum Command {
 pub enum CertsCommand {
     /// Create a new cluster CA: writes ca.crt and ca.key into --out.
     Ca {
+        /// Cluster id, as `cluster_id` in the cluster file.
         #[arg(long)]
         cluster_id: String,
+        /// Directory to write the files into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Issue node-<id>.crt/.key (server + client auth) into --out.
     Node {
+        /// Cluster id, as `cluster_id` in the cluster file.
         #[arg(long)]
         cluster_id: String,
         /// Directory holding ca.crt and ca.key.
         #[arg(long, value_name = "DIR")]
         ca_dir: PathBuf,
+        /// The node's id in the cluster file.
         #[arg(long)]
         id: u64,
+        /// Directory to write the files into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Issue gateway-<name>.crt/.key (client auth) into --out.
     Gateway {
+        /// Cluster id, as `cluster_id` in the cluster file.
         #[arg(long)]
         cluster_id: String,
+        /// Directory holding ca.crt and ca.key.
         #[arg(long, value_name = "DIR")]
         ca_dir: PathBuf,
+        /// Gateway name (lowercase letters, digits, '-'); the certificate
+        /// names `gateway-<name>.predastore`.
         #[arg(long)]
         name: String,
+        /// Directory to write the files into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
@@ -214,6 +224,7 @@ impl ServeArgs {
             &need(&self.tls_cert, "tls-cert")?,
             &need(&self.tls_key, "tls-key")?,
         )?;
+        tls.check_node_identity(id)?;
         let mut o =
             NodeOptions::new(id, listen, self.admin_listen, need(&self.data_dir, "data-dir")?, tls);
         o.min_free = self.min_free_bytes;

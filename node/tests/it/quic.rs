@@ -178,3 +178,35 @@ async fn nearly_full_disk_refuses_puts_with_full() {
     ));
     assert_eq!(client.usage(&node.addr()).await.unwrap().available, 0);
 }
+
+#[tokio::test]
+async fn a_node_refuses_to_start_with_a_certificate_that_is_not_its_own() {
+    let pki = Pki::new();
+    let foreign = Pki::new();
+    let (node0_cert, node0_key) = pki.issue("node-0", Role::Node(0));
+    let (alien_cert, alien_key) = foreign.issue("node-1", Role::Node(1));
+    let data = tempfile::tempdir().unwrap();
+    for (what, cert, key) in [
+        ("another node's certificate", &node0_cert, &node0_key),
+        ("a certificate from another CA", &alien_cert, &alien_key),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_predastore-node"))
+            .arg("--cluster")
+            .arg(pki.path("cluster.toml"))
+            .args(["--id", "1", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--tls-ca")
+            .arg(pki.path("ca.crt"))
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: the node started");
+        assert!(err.contains("is not valid as node-1.predastore"), "{what}: {err}");
+    }
+}

@@ -157,5 +157,15 @@ async fn compare_and_set_and_retries_apply_once() {
     }
     assert!(chain.is_empty(), "wins outside the chain: {chain:?}");
     assert_eq!(client.get_object("cas", "k").await.unwrap().version_id, v);
-    assert!(matches!(client.read(Query::Ring).await, Ok(Reply::Ring(Some(_)))));
+    // The leader commits the first ring on its own after the group forms;
+    // on a loaded machine that can trail the writes above, so wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ring = client.read(Query::Ring).await;
+        if matches!(ring, Ok(Reply::Ring(Some(_)))) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no committed ring after 20 s: {ring:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`transport`]: QUIC endpoints and connection reuse, mutual TLS.
 //! - [`certs`]: the cluster CA and node/gateway certificates.
 //! - [`client`]: the shard client gateways use to talk to nodes.
+//! - [`chunks`]: the object data path: body ⇄ erasure-coded shards on nodes.
 //! - [`meta`]: the metadata model (buckets, object records, uploads,
 //!   storage classes, ring), its commands, queries and record encoding.
 //! - [`meta_client`]: the metadata client gateways use to reach the
@@ -17,6 +18,7 @@
 
 pub mod certs;
 pub mod checksum;
+pub mod chunks;
 pub mod client;
 pub mod config;
 pub mod erasure;

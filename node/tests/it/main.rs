@@ -4,6 +4,7 @@ mod bad_input;
 mod cluster;
 mod common;
 mod crash;
+mod data_path;
 mod quic;
 mod raft;
 mod raft_bad_input;

@@ -1,0 +1,433 @@
+//! Object data path: body bytes ⇄ erasure-coded shards on nodes, with no S3
+//! and no metadata in sight. The distributed backend (issue 5) puts an S3
+//! object through [`DataPath::write_object`], commits the returned layouts
+//! in its Raft record, serves GETs with [`DataPath::read_range`] and frees
+//! space with [`DataPath::delete_object`].
+//!
+//! It lives in core, not in the gateway, because it only needs core pieces
+//! (chunker, codec, ring, shard client, [`ChunkLayout`]) and because the
+//! nodes' repair and rebalance will read and rewrite chunks the same way;
+//! it also lets the node crate's integration tests drive it against real
+//! `predastore-node` processes without a dependency on the gateway.
+//!
+//! # Guarantees
+//!
+//! - Memory is bounded by `chunks_in_flight` chunks (plus their shards)
+//!   whatever the object size: the body is pulled only when a slot frees.
+//! - A chunk is written when at least `write_quorum` of its `k + m` shards
+//!   are durable; the others are reported as [`MissingShard`]s so repair can
+//!   rebuild them. Below quorum the write fails with
+//!   [`DataError::QuorumNotMet`] after a best-effort delete of every shard
+//!   it may have written.
+//! - A read never returns wrong bytes: nodes verify checksums (a bad block
+//!   is `Corrupt`, not data), a shard of the wrong length is discarded, and
+//!   a chunk with fewer than `k` readable shards fails with
+//!   [`DataError::TooFewShards`].
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::client::{NodeAddr, ShardClient, ShardError};
+use crate::config::Erasure;
+use crate::erasure::{Chunker, Codec, CodecError};
+use crate::meta::ChunkLayout;
+use crate::ring::{Ring, RingError};
+use crate::shard::ShardId;
+
+/// Chunks written or read concurrently by default: one being filled by the
+/// body plus a few on the wire keeps nodes busy without unbounded memory.
+pub const DEFAULT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Why a data-path operation failed. Typed so the S3 layer can map each to
+/// its own error (quorum → 503, range → 416, body → 400).
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The storage class is unusable (k, m or chunk size).
+    #[error("invalid storage class: {0}")]
+    InvalidClass(String),
+    /// The ring cannot place `k + m` distinct shards.
+    #[error("placement failed: {0}")]
+    Placement(#[from] RingError),
+    /// The ring placed a shard on a node whose address is unknown.
+    #[error("no address for node {0}")]
+    UnknownNode(u64),
+    /// Fewer than `write_quorum` shards of a chunk became durable.
+    #[error("chunk {chunk}: only {durable} shards durable, {needed} needed: {errors:?}")]
+    QuorumNotMet { chunk: u32, durable: usize, needed: usize, errors: Vec<String> },
+    /// Fewer than `k` shards of a chunk could be read.
+    #[error("chunk {chunk}: only {readable} shards readable, {needed} needed: {errors:?}")]
+    TooFewShards { chunk: u32, readable: usize, needed: usize, errors: Vec<String> },
+    /// The requested range is not within the object.
+    #[error("range {start}..{end} not within an object of {size} bytes")]
+    InvalidRange { start: u64, end: u64, size: u64 },
+    /// The layout list is inconsistent (a bug or a damaged record).
+    #[error("bad layout: {0}")]
+    BadLayout(String),
+    /// The body stream failed.
+    #[error("body failed: {0}")]
+    Body(String),
+    /// Encoding or decoding failed where it should not have.
+    #[error("codec: {0}")]
+    Codec(#[from] CodecError),
+}
+
+/// A shard that was placed but is not durable: repair must rebuild it on
+/// `node` (the layout still names that node, so placement stays the ring's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingShard {
+    /// The shard.
+    pub shard: ShardId,
+    /// The node it was meant for.
+    pub node: u64,
+    /// Why the put failed.
+    pub reason: String,
+}
+
+/// Result of [`DataPath::write_object`].
+///
+/// Missing shards are reported beside the layouts rather than inside
+/// [`ChunkLayout`]: the layout is part of the postcard-encoded object
+/// record in the Raft log, and a new field would change that format
+/// (`meta::RECORD_VERSION`). Readers do not need the list — a missing shard
+/// reads as `NotFound` and is replaced by parity — so it belongs to repair.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WrittenObject {
+    /// One layout per chunk, in order; their `len`s sum to `size`.
+    pub chunks: Vec<ChunkLayout>,
+    /// Shards below full redundancy, for repair.
+    pub missing: Vec<MissingShard>,
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// A shard whose delete failed (the node keeps an orphan until scrub).
+#[derive(Debug)]
+pub struct FailedDelete {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its node.
+    pub node: u64,
+    /// Why.
+    pub error: ShardError,
+}
+
+/// Writes, reads and deletes objects as erasure-coded chunks. Cheap to
+/// clone (all state is shared), so streams it returns own what they need.
+#[derive(Clone)]
+pub struct DataPath {
+    client: Arc<ShardClient>,
+    addrs: Arc<HashMap<u64, NodeAddr>>,
+    in_flight: usize,
+}
+
+impl DataPath {
+    /// A data path over `client`, reaching node `id` at `addrs[id]`;
+    /// `chunks_in_flight` (≥ 1) bounds memory and parallelism per call.
+    pub fn new(
+        client: Arc<ShardClient>,
+        addrs: impl IntoIterator<Item = NodeAddr>,
+        chunks_in_flight: usize,
+    ) -> Self {
+        Self {
+            client,
+            addrs: Arc::new(addrs.into_iter().map(|a| (a.id, a)).collect()),
+            in_flight: chunks_in_flight.max(1),
+        }
+    }
+
+    fn addr(&self, node: u64) -> Result<&NodeAddr, DataError> {
+        self.addrs.get(&node).ok_or(DataError::UnknownNode(node))
+    }
+
+    /// Cuts `body` into `class.chunk_size` chunks, RS-encodes each and puts
+    /// its `k + m` shards in parallel on the nodes `ring` places for
+    /// (`bucket`, `key`, chunk), as shards of `object` (a fresh version id).
+    /// At most `chunks_in_flight` chunks are held at once. An empty body
+    /// writes no chunk.
+    pub async fn write_object<S, E>(
+        &self,
+        body: S,
+        object: u128,
+        class: &Erasure,
+        ring: &Ring,
+        bucket: &str,
+        key: &str,
+    ) -> Result<WrittenObject, DataError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let (k, m) = (usize::from(class.data_shards), usize::from(class.parity_shards));
+        let codec = Codec::new(k, m)?;
+        let quorum = usize::from(class.write_quorum());
+        if quorum < k || quorum > k + m {
+            return Err(DataError::InvalidClass(format!(
+                "write quorum {quorum} not within {k}..={}",
+                k + m
+            )));
+        }
+        let chunk_size = usize::try_from(class.chunk_size)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| DataError::InvalidClass("chunk size".into()))?;
+        // Chunk index i gets its placement before its bytes are read, so a
+        // failed write knows where every possibly-written shard lives.
+        let started = std::sync::Mutex::new(Vec::<Vec<u64>>::new());
+        let chunks = Chunker::new(body, chunk_size)
+            .map_err(|e| DataError::Body(e.to_string()))
+            .enumerate()
+            .map(|(i, chunk)| {
+                let placed = u32::try_from(i)
+                    .map_err(|_| DataError::BadLayout("too many chunks".into()))
+                    .and_then(|i| Ok((i, ring.place(bucket, key, u64::from(i), k + m)?)));
+                if let Ok((_, nodes)) = &placed {
+                    started.lock().expect("not poisoned").push(nodes.clone());
+                }
+                let codec = codec.clone();
+                async move {
+                    let chunk = chunk?;
+                    let (i, nodes) = placed?;
+                    self.write_chunk(&codec, object, i, chunk, nodes, ring.epoch(), quorum).await
+                }
+            })
+            .buffered(self.in_flight);
+        let mut chunks = Box::pin(chunks);
+        let mut out = WrittenObject::default();
+        while let Some(r) = chunks.next().await {
+            match r {
+                Ok((layout, missing)) => {
+                    out.size += layout.len;
+                    out.chunks.push(layout);
+                    out.missing.extend(missing);
+                }
+                Err(e) => {
+                    drop(chunks);
+                    let placed = std::mem::take(&mut *started.lock().expect("not poisoned"));
+                    self.cleanup(object, placed).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Encodes and stores one chunk; `(layout, missing shards)` on quorum.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_chunk(
+        &self,
+        codec: &Codec,
+        object: u128,
+        chunk: u32,
+        data: Bytes,
+        nodes: Vec<u64>,
+        ring_epoch: u64,
+        quorum: usize,
+    ) -> Result<(ChunkLayout, Vec<MissingShard>), DataError> {
+        let len = data.len();
+        let enc = codec.clone();
+        let shards = tokio::task::spawn_blocking(move || enc.encode(&data))
+            .await
+            .map_err(|e| DataError::Body(format!("encoder task: {e}")))?;
+        let puts = shards.into_iter().zip(&nodes).enumerate().map(|(index, (bytes, &node))| {
+            let shard = ShardId { object, chunk, index: index as u8 };
+            async move {
+                let r = match self.addr(node) {
+                    Ok(a) => {
+                        self.client.put_bytes(a, shard, bytes).await.map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (shard, node, r)
+            }
+        });
+        let results = futures::future::join_all(puts).await;
+        let durable = results.iter().filter(|r| r.2.is_ok()).count();
+        let missing: Vec<MissingShard> = results
+            .into_iter()
+            .filter_map(|(shard, node, r)| {
+                r.err().map(|reason| MissingShard { shard, node, reason })
+            })
+            .collect();
+        if durable < quorum {
+            return Err(DataError::QuorumNotMet {
+                chunk,
+                durable,
+                needed: quorum,
+                errors: missing.iter().map(|m| format!("{}: {}", m.shard, m.reason)).collect(),
+            });
+        }
+        let layout = ChunkLayout {
+            object,
+            chunk,
+            len: len as u64,
+            data_shards: codec.data_shards() as u8,
+            parity_shards: codec.parity_shards() as u8,
+            shard_len: codec.shard_len(len) as u64,
+            nodes,
+            ring_epoch,
+        };
+        Ok((layout, missing))
+    }
+
+    /// Best-effort removal of every shard a failed write may have stored.
+    async fn cleanup(&self, object: u128, placed: Vec<Vec<u64>>) {
+        let shards = placed.into_iter().enumerate().flat_map(|(c, nodes)| {
+            nodes
+                .into_iter()
+                .enumerate()
+                .map(move |(i, node)| (ShardId { object, chunk: c as u32, index: i as u8 }, node))
+        });
+        let failed = self.delete_shards(shards.collect()).await;
+        if !failed.is_empty() {
+            tracing::warn!(object = %format!("{object:032x}"), failed = failed.len(),
+                "orphan shards left by a failed write");
+        }
+    }
+
+    /// Deletes every shard of `layouts`, in parallel, best effort. A shard
+    /// already gone counts as deleted. Returns the shards still stored (or
+    /// unknown) so the caller can log them for scrub.
+    pub async fn delete_object(&self, layouts: &[ChunkLayout]) -> Vec<FailedDelete> {
+        let shards = layouts
+            .iter()
+            .flat_map(|l| {
+                l.nodes.iter().enumerate().map(|(i, &node)| {
+                    (ShardId { object: l.object, chunk: l.chunk, index: i as u8 }, node)
+                })
+            })
+            .collect();
+        self.delete_shards(shards).await
+    }
+
+    async fn delete_shards(&self, shards: Vec<(ShardId, u64)>) -> Vec<FailedDelete> {
+        futures::stream::iter(shards)
+            .map(|(shard, node)| async move {
+                let addr = match self.addr(node) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let error = ShardError::Unavailable { node, reason: e.to_string() };
+                        return Some(FailedDelete { shard, node, error });
+                    }
+                };
+                match self.client.delete(addr, shard).await {
+                    Ok(()) | Err(ShardError::NotFound { .. }) => None,
+                    Err(error) => Some(FailedDelete { shard, node, error }),
+                }
+            })
+            .buffer_unordered(16)
+            .filter_map(futures::future::ready)
+            .collect()
+            .await
+    }
+
+    /// Streams bytes `range` of the object made of `layouts` (in order).
+    /// Only chunks overlapping the range are fetched; the next one is
+    /// fetched while the current one is being consumed (up to
+    /// `chunks_in_flight` ahead). Fails up front on a range outside the
+    /// object; mid-stream on a chunk that cannot be rebuilt.
+    pub fn read_range(
+        &self,
+        layouts: &[ChunkLayout],
+        range: Range<u64>,
+    ) -> Result<impl Stream<Item = Result<Bytes, DataError>> + Send + 'static, DataError> {
+        let size: u64 = layouts.iter().map(|l| l.len).sum();
+        if range.start > range.end || range.end > size {
+            return Err(DataError::InvalidRange { start: range.start, end: range.end, size });
+        }
+        let mut wanted = Vec::new();
+        let mut at = 0u64;
+        for l in layouts {
+            let (start, end) = (at, at + l.len);
+            at = end;
+            if end > range.start && start < range.end {
+                let from = range.start.max(start) - start;
+                let to = range.end.min(end) - start;
+                wanted.push((l.clone(), from as usize..to as usize));
+            }
+        }
+        let this = self.clone();
+        Ok(futures::stream::iter(wanted)
+            .map(move |(layout, cut)| {
+                let this = this.clone();
+                async move { Ok(this.read_chunk(&layout).await?.slice(cut)) }
+            })
+            .buffered(self.in_flight))
+    }
+
+    /// Fetches the `k` data shards of one chunk, replacing any that fail
+    /// with parity shards, and rebuilds the chunk.
+    async fn read_chunk(&self, l: &ChunkLayout) -> Result<Bytes, DataError> {
+        let (k, m) = (usize::from(l.data_shards), usize::from(l.parity_shards));
+        if l.nodes.len() != k + m {
+            return Err(DataError::BadLayout(format!(
+                "chunk {} has {} nodes for RS({k},{m})",
+                l.chunk,
+                l.nodes.len()
+            )));
+        }
+        let codec = Codec::new(k, m)?;
+        let len = usize::try_from(l.len).map_err(|_| DataError::BadLayout("chunk len".into()))?;
+        if codec.shard_len(len) as u64 != l.shard_len {
+            return Err(DataError::BadLayout(format!("chunk {} shard length", l.chunk)));
+        }
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut slots: Vec<Option<Bytes>> = vec![None; k + m];
+        let mut errors = Vec::new();
+        let mut next = 0usize;
+        let mut have = 0usize;
+        // Ask for exactly as many shards as are still missing, data first,
+        // then parity, until k are in hand or none are left to ask.
+        while have < k && next < k + m {
+            let batch: Vec<usize> = (next..(next + k - have).min(k + m)).collect();
+            next += batch.len();
+            let gets = batch.iter().map(|&i| self.get_shard(l, i));
+            for (i, r) in batch.iter().zip(futures::future::join_all(gets).await) {
+                match r {
+                    Ok(b) => {
+                        slots[*i] = Some(b);
+                        have += 1;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if have < k {
+            return Err(DataError::TooFewShards {
+                chunk: l.chunk,
+                readable: have,
+                needed: k,
+                errors,
+            });
+        }
+        if !errors.is_empty() {
+            tracing::debug!(chunk = l.chunk, ?errors, "chunk rebuilt from parity");
+        }
+        tokio::task::spawn_blocking(move || codec.reconstruct(slots, len))
+            .await
+            .map_err(|e| DataError::BadLayout(format!("decoder task: {e}")))?
+            .map_err(DataError::from)
+    }
+
+    /// One whole shard, or why not (any failure means "use another shard").
+    async fn get_shard(&self, l: &ChunkLayout, index: usize) -> Result<Bytes, String> {
+        let node = l.nodes[index];
+        let shard = ShardId { object: l.object, chunk: l.chunk, index: index as u8 };
+        let addr = self.addr(node).map_err(|e| e.to_string())?;
+        let b =
+            self.client.get(addr, shard, 0, Some(l.shard_len)).await.map_err(|e| e.to_string())?;
+        if b.len() as u64 != l.shard_len {
+            return Err(format!(
+                "{shard} on node {node}: {} bytes, expected {}",
+                b.len(),
+                l.shard_len
+            ));
+        }
+        Ok(b)
+    }
+}

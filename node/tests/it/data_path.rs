@@ -1,0 +1,195 @@
+//! The object data path (`predastore_core::chunks`) against three real
+//! nodes with RS(2,1): round trips at chunk-boundary sizes, ranged reads,
+//! reconstruction after SIGKILL, the write quorum, and bitrot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use predastore_core::chunks::{DataError, DataPath, WrittenObject};
+use predastore_core::client::{ClientOptions, ShardClient};
+use predastore_core::config::Erasure;
+use predastore_core::ring::{Member, Ring};
+use predastore_core::shard::ShardId;
+
+use crate::cluster::Cluster;
+use crate::common::*;
+
+const C: usize = 64 << 10;
+
+fn class() -> Erasure {
+    Erasure { data_shards: 2, parity_shards: 1, chunk_size: C as u64, write_quorum: Some(2) }
+}
+
+fn ring() -> Ring {
+    Ring::new(1, (0..3).map(|id| Member { id, zone: None }), 128).unwrap()
+}
+
+/// Short deadlines: a killed node must turn into `Unavailable` quickly.
+fn data_path(c: &Cluster) -> DataPath {
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(2),
+    };
+    let client =
+        ShardClient::new(&c.pki.gateway_tls(), "127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    DataPath::new(Arc::new(client), (0..3).map(|id| c.addr(id)), 4)
+}
+
+/// The body in uneven pieces, so chunk cuts fall inside input buffers.
+fn body(data: &Bytes) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    let mut step = 1000;
+    while at < data.len() {
+        let end = (at + step).min(data.len());
+        parts.push(Ok(data.slice(at..end)));
+        at = end;
+        step = step * 3 % 50_000 + 7;
+    }
+    futures::stream::iter(parts)
+}
+
+async fn write(dp: &DataPath, object: u128, data: &Bytes) -> Result<WrittenObject, DataError> {
+    dp.write_object(body(data), object, &class(), &ring(), "b", &format!("k{object}")).await
+}
+
+/// Collects a read; every byte delivered before an error must be right.
+async fn read(
+    dp: &DataPath,
+    w: &WrittenObject,
+    range: std::ops::Range<u64>,
+    expect: &[u8],
+) -> Result<Bytes, DataError> {
+    let mut s = std::pin::pin!(dp.read_range(&w.chunks, range)?);
+    let mut got = Vec::new();
+    while let Some(piece) = s.next().await {
+        let piece = piece?;
+        got.extend_from_slice(&piece);
+        assert_eq!(&got[..], &expect[..got.len()], "wrong bytes delivered");
+    }
+    Ok(got.into())
+}
+
+#[tokio::test]
+async fn round_trips_and_ranges_at_chunk_boundaries() {
+    let c = Cluster::start(&[0, 1, 2], &[]).await;
+    let dp = data_path(&c);
+    for (n, len) in [0, 1, C - 1, C, C + 1, 3 * C + 7].into_iter().enumerate() {
+        let data = bytes(len, n as u64);
+        let w = write(&dp, 100 + n as u128, &data).await.unwrap();
+        assert_eq!(w.size, len as u64);
+        assert_eq!(w.chunks.len(), len.div_ceil(C));
+        assert!(w.missing.is_empty(), "{:?}", w.missing);
+        for l in &w.chunks {
+            assert_eq!(l.nodes.len(), 3);
+            assert_eq!(
+                l.nodes,
+                ring().place("b", &format!("k{}", 100 + n), u64::from(l.chunk), 3).unwrap()
+            );
+        }
+        let all = read(&dp, &w, 0..len as u64, &data).await.unwrap();
+        assert_eq!(all, data, "len {len}");
+    }
+    // Ranged reads across and at chunk boundaries of a 3-chunk+7 object.
+    let len = 3 * C + 7;
+    let data = bytes(len, 77);
+    let w = write(&dp, 200, &data).await.unwrap();
+    let c64 = C as u64;
+    for r in [
+        0..1,
+        c64 - 1..c64 + 1,
+        c64 - 5..2 * c64 + 5,
+        c64..2 * c64,
+        2 * c64 + 3..len as u64,
+        len as u64 - 1..len as u64,
+        5..5,
+        len as u64..len as u64,
+        10..len as u64 - 10,
+    ] {
+        let want = &data[r.start as usize..r.end as usize];
+        assert_eq!(&read(&dp, &w, r.clone(), want).await.unwrap()[..], want, "{r:?}");
+    }
+    assert!(matches!(
+        dp.read_range(&w.chunks, 0..len as u64 + 1).err(),
+        Some(DataError::InvalidRange { .. })
+    ));
+    // Delete removes every shard; a second delete finds nothing left to fail.
+    assert!(dp.delete_object(&w.chunks).await.is_empty());
+    let client = c.pki.client();
+    for l in &w.chunks {
+        for (i, &node) in l.nodes.iter().enumerate() {
+            let id = ShardId { object: 200, chunk: l.chunk, index: i as u8 };
+            assert!(client.stat(&c.addr(node), id).await.is_err(), "{id} still on {node}");
+        }
+    }
+    assert!(dp.delete_object(&w.chunks).await.is_empty());
+}
+
+#[tokio::test]
+async fn survives_one_dead_node_and_fails_cleanly_with_two() {
+    let mut c = Cluster::start(&[0, 1, 2], &[]).await;
+    let dp = data_path(&c);
+    let len = 3 * C + 7;
+    let before = bytes(len, 1);
+    let wb = write(&dp, 1, &before).await.unwrap();
+
+    c.kill(2).await;
+    // Reads rebuild the shards node 2 held from parity.
+    assert_eq!(read(&dp, &wb, 0..len as u64, &before).await.unwrap(), before);
+    let r = C as u64 - 3..2 * C as u64 + 3;
+    let want = &before[r.start as usize..r.end as usize];
+    assert_eq!(&read(&dp, &wb, r, want).await.unwrap()[..], want);
+    // Writes reach quorum 2 and record node 2's shard of every chunk as missing.
+    let after = bytes(len, 2);
+    let wa = write(&dp, 2, &after).await.unwrap();
+    assert_eq!(wa.chunks.len(), 4);
+    assert_eq!(wa.missing.len(), 4, "{:?}", wa.missing);
+    for m in &wa.missing {
+        assert_eq!(m.node, 2);
+        let l = &wa.chunks[m.shard.chunk as usize];
+        assert_eq!(l.nodes[m.shard.index as usize], 2, "layout keeps the placed node");
+    }
+    assert_eq!(read(&dp, &wa, 0..len as u64, &after).await.unwrap(), after);
+    // Deleting reports the shards on the dead node as not deleted.
+    let failed = dp.delete_object(&wa.chunks).await;
+    assert_eq!(failed.len(), 4);
+    assert!(failed.iter().all(|f| f.node == 2));
+
+    c.kill(1).await;
+    let lost = bytes(len, 3);
+    match write(&dp, 3, &lost).await {
+        Err(DataError::QuorumNotMet { durable, needed: 2, .. }) => assert!(durable < 2),
+        other => panic!("expected QuorumNotMet, got {other:?}"),
+    }
+    // The failed write left nothing behind on the surviving node.
+    let (listed, _) = c.pki.client().list(&c.addr(0), None, 1000).await.unwrap();
+    assert!(listed.iter().all(|s| s.id.object != 3), "{listed:?}");
+    // Reads fail with the typed error; no wrong byte is ever delivered.
+    match read(&dp, &wb, 0..len as u64, &before).await {
+        Err(DataError::TooFewShards { readable, needed: 2, .. }) => assert!(readable < 2),
+        other => panic!("expected TooFewShards, got {:?}", other.map(|b| b.len())),
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_shard_is_rebuilt_from_parity() {
+    let c = Cluster::start(&[0, 1, 2], &[]).await;
+    let dp = data_path(&c);
+    let len = 2 * C + 100;
+    let data = bytes(len, 5);
+    let w = write(&dp, 9, &data).await.unwrap();
+    // Damage data shard 0 of chunk 1 in its file on disk (payload from 64).
+    let l = &w.chunks[1];
+    let id = ShardId { object: 9, chunk: 1, index: 0 };
+    let path = c.nodes[&l.nodes[0]].shard_file(&id);
+    let mut raw = std::fs::read(&path).unwrap();
+    let pos = 64 + l.shard_len as usize / 2;
+    raw[pos] ^= 0x40;
+    std::fs::write(&path, &raw).unwrap();
+    assert_eq!(read(&dp, &w, 0..len as u64, &data).await.unwrap(), data);
+    let r = C as u64 + 10..C as u64 + 20;
+    assert_eq!(&read(&dp, &w, r, &data[C + 10..C + 20]).await.unwrap()[..], &data[C + 10..C + 20]);
+}

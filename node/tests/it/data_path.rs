@@ -193,3 +193,53 @@ async fn a_flipped_byte_in_a_shard_is_rebuilt_from_parity() {
     let r = C as u64 + 10..C as u64 + 20;
     assert_eq!(&read(&dp, &w, r, &data[C + 10..C + 20]).await.unwrap()[..], &data[C + 10..C + 20]);
 }
+
+#[tokio::test]
+async fn memory_is_bounded_while_a_node_stalls_and_a_failed_body_leaves_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let c = Cluster::start(&[0, 1, 2], &[]).await;
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(20),
+        idle_timeout: Duration::from_secs(20),
+    };
+    let client =
+        ShardClient::new(&c.pki.gateway_tls(), "127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let dp = DataPath::new(Arc::new(client), (0..3).map(|id| c.addr(id)), 2);
+    // 20 chunks, produced lazily in half-chunk pieces, counting what was pulled.
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let data = bytes(20 * C, 11);
+    let lazy = {
+        let (pulled, data) = (Arc::clone(&pulled), data.clone());
+        futures::stream::iter(0..40).map(move |i| {
+            pulled.fetch_add(C / 2, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(data.slice(i * C / 2..(i + 1) * C / 2))
+        })
+    };
+    // Every chunk has a shard on node 0 (3 nodes, 3 shards): stopping it
+    // holds every chunk in flight until it resumes.
+    c.nodes[&0].signal("-STOP");
+    let task = {
+        let dp = dp.clone();
+        tokio::spawn(async move { dp.write_object(lazy, 42, &class(), &ring(), "b", "big").await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = pulled.load(Ordering::SeqCst);
+    c.nodes[&0].signal("-CONT");
+    assert!(seen >= C, "the write never started: {seen}");
+    assert!(seen <= 3 * C + C / 2, "pulled {seen} bytes with 2 chunks in flight");
+    let w = task.await.unwrap().unwrap();
+    assert!(w.missing.is_empty());
+    assert_eq!(read(&dp, &w, 0..data.len() as u64, &data).await.unwrap(), data);
+
+    // A body that fails after two chunks: typed error, shards cleaned up.
+    let parts: Vec<Result<Bytes, std::io::Error>> =
+        vec![Ok(bytes(2 * C + 5, 1)), Err(std::io::Error::other("client went away"))];
+    let r = dp.write_object(futures::stream::iter(parts), 43, &class(), &ring(), "b", "x").await;
+    assert!(matches!(r, Err(DataError::Body(_))), "{r:?}");
+    let client = c.pki.client();
+    for id in 0..3 {
+        let (listed, _) = client.list(&c.addr(id), None, 1000).await.unwrap();
+        assert!(listed.iter().all(|s| s.id.object != 43), "node {id}: {listed:?}");
+    }
+}

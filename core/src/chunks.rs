@@ -23,10 +23,14 @@
 //!   is `Corrupt`, not data), a shard of the wrong length is discarded, and
 //!   a chunk with fewer than `k` readable shards fails with
 //!   [`DataError::TooFewShards`].
+//! - A read replaces a failed shard (`NotFound`, `Corrupt`, `Unavailable`,
+//!   …) by the next parity shard at once, and races a parity shard against
+//!   a slow one after `hedge_after`, so one stalled node does not stall GETs.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -122,7 +126,13 @@ pub struct DataPath {
     client: Arc<ShardClient>,
     addrs: Arc<HashMap<u64, NodeAddr>>,
     in_flight: usize,
+    hedge_after: Duration,
 }
+
+/// How long a read waits for a shard before racing a parity shard against
+/// it by default: well above a healthy fetch of an 8 MiB chunk's shard, well
+/// below the client's deadlines, so a stalled node costs little latency.
+pub const DEFAULT_HEDGE_AFTER: Duration = Duration::from_millis(1500);
 
 impl DataPath {
     /// A data path over `client`, reaching node `id` at `addrs[id]`;
@@ -136,7 +146,15 @@ impl DataPath {
             client,
             addrs: Arc::new(addrs.into_iter().map(|a| (a.id, a)).collect()),
             in_flight: chunks_in_flight.max(1),
+            hedge_after: DEFAULT_HEDGE_AFTER,
         }
+    }
+
+    /// Sets how long a read waits on a shard before also asking for a
+    /// parity shard (see [`DEFAULT_HEDGE_AFTER`]).
+    pub fn with_hedge_after(mut self, after: Duration) -> Self {
+        self.hedge_after = after;
+        self
     }
 
     fn addr(&self, node: u64) -> Result<&NodeAddr, DataError> {
@@ -379,24 +397,41 @@ impl DataPath {
         }
         let mut slots: Vec<Option<Bytes>> = vec![None; k + m];
         let mut errors = Vec::new();
-        let mut next = 0usize;
         let mut have = 0usize;
-        // Ask for exactly as many shards as are still missing, data first,
-        // then parity, until k are in hand or none are left to ask.
-        while have < k && next < k + m {
-            let batch: Vec<usize> = (next..(next + k - have).min(k + m)).collect();
-            next += batch.len();
-            let gets = batch.iter().map(|&i| self.get_shard(l, i));
-            for (i, r) in batch.iter().zip(futures::future::join_all(gets).await) {
-                match r {
-                    Ok(b) => {
-                        slots[*i] = Some(b);
+        // Data shards first; a failed shard is replaced by the next parity
+        // shard at once, and a slow one gets a parity shard racing it every
+        // `hedge_after`. The first k shards in win; the rest are dropped.
+        let mut pending = futures::stream::FuturesUnordered::new();
+        for i in 0..k {
+            pending.push(self.indexed_get(l, i));
+        }
+        let mut next = k;
+        let hedge = tokio::time::sleep(self.hedge_after);
+        let mut hedge = std::pin::pin!(hedge);
+        while have < k {
+            tokio::select! {
+                done = pending.next() => match done {
+                    None => break,
+                    Some((i, Ok(b))) => {
+                        slots[i] = Some(b);
                         have += 1;
                     }
-                    Err(e) => errors.push(e),
+                    Some((_, Err(e))) => {
+                        errors.push(e);
+                        if next < k + m {
+                            pending.push(self.indexed_get(l, next));
+                            next += 1;
+                        }
+                    }
+                },
+                () = &mut hedge, if next < k + m => {
+                    pending.push(self.indexed_get(l, next));
+                    next += 1;
+                    hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_after);
                 }
             }
         }
+        drop(pending);
         if have < k {
             return Err(DataError::TooFewShards {
                 chunk: l.chunk,
@@ -412,6 +447,10 @@ impl DataPath {
             .await
             .map_err(|e| DataError::BadLayout(format!("decoder task: {e}")))?
             .map_err(DataError::from)
+    }
+
+    async fn indexed_get(&self, l: &ChunkLayout, index: usize) -> (usize, Result<Bytes, String>) {
+        (index, self.get_shard(l, index).await)
     }
 
     /// One whole shard, or why not (any failure means "use another shard").

@@ -232,6 +232,17 @@ async fn memory_is_bounded_while_a_node_stalls_and_a_failed_body_leaves_nothing(
     assert!(w.missing.is_empty());
     assert_eq!(read(&dp, &w, 0..data.len() as u64, &data).await.unwrap(), data);
 
+    // A stalled (not dead) node: its shards would only fail after the 20 s
+    // response deadline; hedging races parity against them instead.
+    c.nodes[&1].signal("-STOP");
+    let hedged = dp.clone().with_hedge_after(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    let back = read(&hedged, &w, 0..data.len() as u64, &data).await;
+    let took = t.elapsed();
+    c.nodes[&1].signal("-CONT");
+    assert_eq!(back.unwrap(), data);
+    assert!(took < Duration::from_secs(10), "read took {took:?} with a stalled node");
+
     // A body that fails after two chunks: typed error, shards cleaned up.
     let parts: Vec<Result<Bytes, std::io::Error>> =
         vec![Ok(bytes(2 * C + 5, 1)), Err(std::io::Error::other("client went away"))];

@@ -108,10 +108,36 @@ async fn round_trips_and_ranges_at_chunk_boundaries() {
         5..5,
         len as u64..len as u64,
         10..len as u64 - 10,
+        // Inside one chunk, across its two data shards (k = 2).
+        c64 / 2 - 3..c64 / 2 + 3,
+        c64 + c64 / 2 - 1..c64 + c64 / 2 + 1,
+        3 * c64 + 2..3 * c64 + 6,
+        3 * c64 + 4..3 * c64 + 5,
     ] {
         let want = &data[r.start as usize..r.end as usize];
         assert_eq!(&read(&dp, &w, r.clone(), want).await.unwrap()[..], want, "{r:?}");
     }
+    // A small range moves only its own bytes, not the chunk's shards.
+    let sent = || async {
+        let mut total = 0u64;
+        for n in c.nodes.values() {
+            let m = n.metrics().await;
+            total += m
+                .lines()
+                .find_map(|l| l.strip_prefix("predastore_node_sent_bytes_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .expect("sent_bytes metric");
+        }
+        total
+    };
+    let before = sent().await;
+    let r = c64 + 100..c64 + 110;
+    assert_eq!(
+        &read(&dp, &w, r, &data[C + 100..C + 110]).await.unwrap()[..],
+        &data[C + 100..C + 110]
+    );
+    let moved = sent().await - before;
+    assert!(moved <= 10, "a 10-byte range moved {moved} shard bytes");
     assert!(matches!(
         dp.read_range(&w.chunks, 0..len as u64 + 1).err(),
         Some(DataError::InvalidRange { .. })

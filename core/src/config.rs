@@ -205,12 +205,64 @@ impl Default for FsStorageConfig {
     }
 }
 
-/// `[storage.distributed]`.
+/// `[storage.distributed]`: how a gateway reaches the node cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistributedStorageConfig {
-    /// Path of the cluster file the nodes also read.
+    /// Path of the cluster file the nodes also read (members, erasure
+    /// codes, storage classes).
     pub cluster_file: PathBuf,
+    /// Cluster CA certificate (PEM): nodes must present a certificate it
+    /// signed, and they check the gateway's the same way (mutual TLS).
+    pub tls_ca: PathBuf,
+    /// The gateway's client certificate (PEM), issued by the cluster CA.
+    pub tls_cert: PathBuf,
+    /// Private key of `tls_cert` (PEM).
+    pub tls_key: PathBuf,
+    /// Local UDP address of the gateway's QUIC endpoint. Default
+    /// `0.0.0.0:0` (any interface, a free port).
+    #[serde(default = "default_quic_bind")]
+    pub quic_bind: SocketAddr,
+    /// Objects of at most this many bytes are kept inside their metadata
+    /// record: one Raft commit and no shard I/O. Default 64 KiB; at most
+    /// 1 MiB so the Raft log stays small.
+    #[serde(default = "default_inline_max_size")]
+    pub inline_max_size: u64,
+    /// Chunks of one request written or read at once; bounds memory per
+    /// request to about this many chunks. Default 4.
+    #[serde(default = "default_chunks_in_flight")]
+    pub chunks_in_flight: usize,
+}
+
+fn default_quic_bind() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+fn default_inline_max_size() -> u64 {
+    64 << 10
+}
+
+fn default_chunks_in_flight() -> usize {
+    4
+}
+
+/// Largest accepted `inline_max_size`: bigger inline objects would bloat
+/// the Raft log and every snapshot.
+pub const MAX_INLINE_SIZE: u64 = 1 << 20;
+
+impl DistributedStorageConfig {
+    /// A config with the defaults for everything but the paths.
+    pub fn new(cluster_file: PathBuf, tls_ca: PathBuf, tls_cert: PathBuf, tls_key: PathBuf) -> Self {
+        Self {
+            cluster_file,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            quic_bind: default_quic_bind(),
+            inline_max_size: default_inline_max_size(),
+            chunks_in_flight: default_chunks_in_flight(),
+        }
+    }
 }
 
 /// `[[buckets]]`: a bucket that exists from startup.
@@ -366,8 +418,22 @@ impl GatewayConfig {
         if self.storage.kind == StorageKind::Distributed && self.storage.distributed.is_none() {
             p.push(ConfigProblem::new(
                 "storage.distributed",
-                "type = \"distributed\" needs [storage.distributed] cluster_file",
+                "type = \"distributed\" needs [storage.distributed] with cluster_file, tls_ca, tls_cert and tls_key",
             ));
+        }
+        if let Some(d) = &self.storage.distributed {
+            if d.inline_max_size > MAX_INLINE_SIZE {
+                p.push(ConfigProblem::new(
+                    "storage.distributed.inline_max_size",
+                    format!("must be at most {MAX_INLINE_SIZE} bytes (1 MiB)"),
+                ));
+            }
+            if !(1..=64).contains(&d.chunks_in_flight) {
+                p.push(ConfigProblem::new(
+                    "storage.distributed.chunks_in_flight",
+                    "must be between 1 and 64",
+                ));
+            }
         }
         let mut names = BTreeSet::new();
         for (i, b) in self.buckets.iter().enumerate() {
@@ -707,6 +773,9 @@ type = "fs"
 base_path = "./predastore-data"
 [storage.distributed]
 cluster_file = "cluster.toml"
+tls_ca = "tls/ca.crt"
+tls_cert = "tls/gateway.crt"
+tls_key = "tls/gateway.key"
 [[buckets]]
 name = "downloads"
 public = true

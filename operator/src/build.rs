@@ -110,9 +110,12 @@ pub fn gateway_config(plan: &Plan) -> GatewayConfig {
         Mode::Distributed => StorageConfig {
             kind: StorageKind::Distributed,
             fs: FsStorageConfig::default(),
-            distributed: Some(DistributedStorageConfig {
-                cluster_file: format!("{}/{}", names::CONFIG_DIR, names::CLUSTER_TOML).into(),
-            }),
+            distributed: Some(DistributedStorageConfig::new(
+                format!("{}/{}", names::CONFIG_DIR, names::CLUSTER_TOML).into(),
+                format!("{}/{}", names::TLS_DIR, certs::CA_CERT).into(),
+                format!("{}/{}", names::TLS_DIR, certs::GATEWAY_CERT).into(),
+                format!("{}/{}", names::TLS_DIR, certs::GATEWAY_KEY).into(),
+            )),
         },
     };
     GatewayConfig {

@@ -10,6 +10,7 @@
 pub mod fs;
 pub mod listing;
 pub mod registry;
+pub mod rules;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -7,6 +7,7 @@
 //! memory. Errors are typed ([`BackendError`]) and mapped to S3 error codes
 //! in exactly one place (`crate::s3::error`).
 
+pub mod distributed;
 pub mod fs;
 pub mod listing;
 pub mod registry;
@@ -76,6 +77,9 @@ pub enum BackendError {
     BodyRead(std::io::Error),
     #[error("write quorum not met: {acked} of {needed} shards")]
     QuorumNotMet { acked: usize, needed: usize },
+    /// The cluster cannot serve this now (no Raft leader, too few nodes).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data for {bucket}/{key} failed its checksum")]
     Corrupt { bucket: String, key: String },
     #[error("storage I/O error: {0}")]
@@ -342,6 +346,18 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 pub trait Backend: Send + Sync + 'static {
     /// Name the registry knows this backend by (`fs`, `distributed`).
     fn kind(&self) -> &'static str;
+
+    /// Storage class names a PUT may ask for (`x-amz-storage-class`);
+    /// anything else is refused with InvalidStorageClass.
+    fn storage_classes(&self) -> Vec<String> {
+        vec!["STANDARD".into()]
+    }
+
+    /// Whether the backend can serve requests now (`/readyz`): the
+    /// distributed backend needs a reachable Raft leader.
+    async fn ready(&self) -> bool {
+        true
+    }
 
     async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()>;
     async fn delete_bucket(&self, bucket: &str) -> Result<()>;

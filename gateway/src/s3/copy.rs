@@ -66,7 +66,7 @@ pub async fn copy_object(
         i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
     let replace_tags =
         i.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
-    let new_class = storage_class(i.storage_class.as_ref())?;
+    let new_class = storage_class(f, i.storage_class.as_ref())?;
     if src_bucket == i.bucket && src_key == i.key && !replace_meta && new_class.is_none() {
         return Err(s3_error!(
             InvalidRequest,

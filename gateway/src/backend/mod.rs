@@ -395,6 +395,35 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
     async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
 
+    /// CopyObject without moving bytes, when the backend can share the
+    /// source's stored data: the source's current version must still have
+    /// ETag `src_etag` (the one whose copy conditions were checked).
+    /// `Ok(None)` means "not this way": the caller streams the copy.
+    async fn copy_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        opts: &PutOptions,
+    ) -> Result<Option<ObjectInfo>> {
+        let _ = (src, src_etag, dst, opts);
+        Ok(None)
+    }
+
+    /// UploadPartCopy of a whole source object without moving bytes, as
+    /// [`Backend::copy_by_reference`].
+    async fn copy_part_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        upload_id: &str,
+        part_number: u32,
+    ) -> Result<Option<PartInfo>> {
+        let _ = (src, src_etag, dst, upload_id, part_number);
+        Ok(None)
+    }
+
     async fn create_multipart(
         &self,
         bucket: &str,

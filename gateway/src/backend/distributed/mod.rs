@@ -726,6 +726,100 @@ impl Backend for DistributedBackend {
         Ok(ListPage { objects, common_prefixes: page.common_prefixes, is_truncated, next_marker })
     }
 
+    /// Shares the source's chunks (or inline bytes) when the bytes need no
+    /// rehashing: a single-part source (its ETag is the MD5 of the bytes),
+    /// the same storage class, and no checksum the source lacks.
+    async fn copy_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        opts: &PutOptions,
+    ) -> Result<Option<ObjectInfo>> {
+        let inner = &self.inner;
+        let Some(cur) = inner.current(src.0, src.1).await? else { return Ok(None) };
+        let src_info = record::info_of(src.1, &cur)?;
+        let class = opts.storage_class.clone().unwrap_or_else(|| cur.storage_class.clone());
+        let has_all = opts.check.compute.iter().all(|a| {
+            src_info.checksums.iter().any(|(n, _)| n.eq_ignore_ascii_case(a))
+        });
+        if cur.etag != src_etag || !src_info.parts.is_empty() || class != cur.storage_class || !has_all
+        {
+            return Ok(None);
+        }
+        rules::check_key(dst.1)?;
+        let expect = inner.precondition(dst.0, dst.1, &opts.condition).await?;
+        let info = ObjectInfo {
+            key: dst.1.into(),
+            size: cur.size,
+            etag: cur.etag.clone(),
+            last_modified: rules::now_millis(),
+            http: opts.http.clone(),
+            user_meta: opts.user_meta.clone(),
+            checksums: src_info.checksums,
+            storage_class: class,
+            parts: Vec::new(),
+            tags: opts.tags.clone(),
+        };
+        let mut rec = record::record_of(&info, new_request_id(), record::missing_of(&cur));
+        rec.chunks = cur.chunks;
+        rec.inline = cur.inline;
+        match inner.meta.put_object(dst.0, dst.1, rec, expect).await {
+            Ok(f) => {
+                inner.free_later(f.freed);
+                Ok(Some(info))
+            }
+            // The source was replaced meanwhile and its chunks freed.
+            Err(MetaError::ChunksGone(_)) => Ok(None),
+            Err(e) => Err(meta_err(e)),
+        }
+    }
+
+    async fn copy_part_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        upload_id: &str,
+        part_number: u32,
+    ) -> Result<Option<PartInfo>> {
+        rules::check_part_number(part_number)?;
+        let inner = &self.inner;
+        let Some(cur) = inner.current(src.0, src.1).await? else { return Ok(None) };
+        let src_info = record::info_of(src.1, &cur)?;
+        let (u, _) = inner.upload(dst.0, dst.1, upload_id).await?;
+        if cur.etag != src_etag
+            || !src_info.parts.is_empty()
+            || cur.inline.is_some()
+            || u.storage_class != cur.storage_class
+        {
+            return Ok(None);
+        }
+        let info = PartInfo {
+            part_number,
+            size: cur.size,
+            etag: cur.etag.clone(),
+            last_modified: rules::now_millis(),
+            checksums: Checksums::default(),
+        };
+        let part = PartRecord {
+            part_number,
+            size: info.size,
+            etag: record::part_etag_field(&info, &record::missing_of(&cur)),
+            modified_ms: record::millis(info.last_modified),
+            chunks: cur.chunks,
+        };
+        let cmd = Command::PutPart { bucket: dst.0.into(), upload_id: upload_id.into(), part };
+        match inner.meta.write_freeing(cmd).await {
+            Ok(f) => {
+                inner.free_later(f.freed);
+                Ok(Some(info))
+            }
+            Err(MetaError::ChunksGone(_)) => Ok(None),
+            Err(e) => Err(meta_err(e)),
+        }
+    }
+
     async fn create_multipart(
         &self,
         bucket: &str,

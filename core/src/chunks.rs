@@ -317,14 +317,49 @@ impl DataPath {
                 (shard, node, r)
             }
         });
-        let results = futures::future::join_all(puts).await;
-        let durable = results.iter().filter(|r| r.2.is_ok()).count();
-        let missing: Vec<MissingShard> = results
-            .into_iter()
+        // Wait for every shard, but once the quorum is durable give the
+        // stragglers only `hedge_after` more: a dead or stalled node must
+        // not stall the write (its shard is recorded missing for repair).
+        let mut pending: futures::stream::FuturesUnordered<_> = puts.collect();
+        let mut results = Vec::with_capacity(nodes.len());
+        let mut durable = 0;
+        let grace = tokio::time::sleep(Duration::from_secs(86_400));
+        let mut grace = std::pin::pin!(grace);
+        let mut grace_armed = false;
+        loop {
+            tokio::select! {
+                next = pending.next() => match next {
+                    None => break,
+                    Some(r) => {
+                        durable += usize::from(r.2.is_ok());
+                        results.push(r);
+                        if durable >= quorum && !grace_armed {
+                            grace_armed = true;
+                            grace.as_mut().reset(tokio::time::Instant::now() + self.hedge_after);
+                        }
+                    }
+                },
+                () = &mut grace, if grace_armed => break,
+            }
+        }
+        drop(pending);
+        let mut missing: Vec<MissingShard> = results
+            .iter()
             .filter_map(|(shard, node, r)| {
-                r.err().map(|reason| MissingShard { shard, node, reason })
+                r.as_ref().err().map(|reason| MissingShard {
+                    shard: *shard,
+                    node: *node,
+                    reason: reason.clone(),
+                })
             })
             .collect();
+        for (index, &node) in nodes.iter().enumerate() {
+            let shard = ShardId { object, chunk, index: index as u8 };
+            if !results.iter().any(|r| r.0 == shard) {
+                let reason = format!("no answer within {:?} after the quorum", self.hedge_after);
+                missing.push(MissingShard { shard, node, reason });
+            }
+        }
         if durable < quorum {
             return Err(DataError::QuorumNotMet {
                 chunk,

@@ -7,7 +7,7 @@ use s3s::crypto::Checksum as _;
 use time::OffsetDateTime;
 
 use super::{
-    BackendError, Checksums, MAX_PART_NUMBER, PartInfo, Result, UploadsPage, UploadInfo,
+    BackendError, Checksums, MAX_PART_NUMBER, PartInfo, Result, UploadInfo, UploadsPage,
     UploadsQuery,
 };
 

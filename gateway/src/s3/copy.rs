@@ -170,7 +170,8 @@ pub async fn upload_part_copy(
     )?;
     let len = got.range.as_ref().map_or(got.info.size, |r| r.end - r.start);
     let by_ref = if len == got.info.size {
-        let (src, dst) = ((src_bucket.as_str(), src_key.as_str()), (i.bucket.as_str(), i.key.as_str()));
+        let (src, dst) =
+            ((src_bucket.as_str(), src_key.as_str()), (i.bucket.as_str(), i.key.as_str()));
         f.backend.copy_part_by_reference(src, &got.info.etag, dst, &i.upload_id, n).await.or_s3()?
     } else {
         None

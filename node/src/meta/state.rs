@@ -16,7 +16,7 @@
 //! | `d/` request id (u128 BE) | [`Dedup`]: the first outcome of a write |
 //! | `t/` time ms (u64 BE) request id (u128 BE) | empty: expiry index of `d/` |
 //! | `x/` owner (u128 BE) chunk (u32 BE) | `u64`: records referencing that chunk |
-//! | `i/` owner (u128 BE) | [`IntentRecord`]: shards being written |
+//! | `i/` owner (u128 BE) | [`meta::IntentRecord`]: shards being written |
 //! | `g/` owner (u128 BE) | [`GarbageRecord`]: shards to delete |
 //!
 //! # Chunk references
@@ -39,9 +39,9 @@ use std::collections::BTreeMap;
 
 use predastore_core::config::validate_bucket_name;
 use predastore_core::meta::{
-    self, BucketRecord, ChunkLayout, CodecError, Command, GarbageRecord, IntentRecord, ListEntry,
-    ListPage, ListRequest, MAX_KEYS, MetaError, MetaResult, MultipartUpload, ObjectRecord,
-    PartRecord, Precondition, Query, Reply, RingRecord, StorageClassRecord,
+    self, BucketRecord, ChunkLayout, CodecError, Command, GarbageRecord, ListEntry, ListPage,
+    ListRequest, MAX_KEYS, MetaError, MetaResult, MultipartUpload, ObjectRecord, PartRecord,
+    Precondition, Query, Reply, RingRecord, StorageClassRecord,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -673,10 +673,7 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
         Query::Ring => Ok(Reply::Ring(read(kv, RING_KEY)?)),
         Query::Garbage { limit } => {
             let limit = (*limit).clamp(1, MAX_KEYS) as usize;
-            Ok(Reply::Garbage {
-                freed: scan(kv, b"g/", limit)?,
-                intents: scan(kv, b"i/", limit)?,
-            })
+            Ok(Reply::Garbage { freed: scan(kv, b"g/", limit)?, intents: scan(kv, b"i/", limit)? })
         }
     })
 }
@@ -758,6 +755,7 @@ pub fn list(kv: &dyn KvRead, req: &ListRequest) -> Result<Result<ListPage, MetaE
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use predastore_core::meta::IntentRecord;
 
     /// An in-memory [`KvRead`] for unit tests.
     #[derive(Default)]
@@ -881,9 +879,10 @@ pub(crate) mod tests {
 
     fn freed(r: &MetaResult) -> Vec<(u128, Vec<u32>)> {
         match r {
-            Ok(Reply::Freed { freed, .. }) => {
-                freed.iter().map(|g| (g.owner, g.chunks.iter().map(|c| c.chunk).collect())).collect()
-            }
+            Ok(Reply::Freed { freed, .. }) => freed
+                .iter()
+                .map(|g| (g.owner, g.chunks.iter().map(|c| c.chunk).collect()))
+                .collect(),
             other => panic!("not Freed: {other:?}"),
         }
     }

@@ -109,7 +109,10 @@ async fn compare_and_set_and_retries_apply_once() {
     ));
     // Version-checked replace, and a stale one loses.
     assert_eq!(
-        client.put_object("cas", "k", record(3, 1), Precondition::VersionIs(1)).await.map(|f| f.replaced),
+        client
+            .put_object("cas", "k", record(3, 1), Precondition::VersionIs(1))
+            .await
+            .map(|f| f.replaced),
         Ok(Some(1))
     );
     assert!(matches!(

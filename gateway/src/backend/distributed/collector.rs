@@ -136,7 +136,8 @@ pub async fn free(inner: &Inner, freed: Vec<GarbageRecord>) -> Round {
 async fn sweep(inner: &Inner, owner: u128) -> Result<(), ShardError> {
     let client = inner.data.client();
     for node in &inner.nodes {
-        let mut after = owner.checked_sub(1).map(|o| ShardId { object: o, chunk: u32::MAX, index: u8::MAX });
+        let mut after =
+            owner.checked_sub(1).map(|o| ShardId { object: o, chunk: u32::MAX, index: u8::MAX });
         loop {
             let (shards, more) = client.list(node, after, 1000).await?;
             let mine: Vec<ShardId> =

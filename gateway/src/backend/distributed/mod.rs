@@ -123,7 +123,13 @@ impl DistributedBackend {
         let first = Connector::new(&tls, d.quic_bind, connect_timeout)
             .map_err(|e| BackendError::InvalidArgument(format!("QUIC endpoint: {e}")))?;
         let endpoint = first.endpoint().clone();
-        let meta = MetaClient::with_connector(first, nodes.clone(), MetaClientOptions::default());
+        // A Raft write takes milliseconds; an attempt that takes seconds is
+        // at a dead leader, so move on to the next node quickly.
+        let meta_opts = MetaClientOptions {
+            attempt_timeout: Duration::from_secs(3),
+            ..MetaClientOptions::default()
+        };
+        let meta = MetaClient::with_connector(first, nodes.clone(), meta_opts);
         let probe_opts = MetaClientOptions {
             attempt_timeout: Duration::from_secs(1),
             deadline: Duration::from_secs(2),
@@ -136,9 +142,10 @@ impl DistributedBackend {
         );
         let shards = ShardClient::with_connector(
             Connector::with_endpoint(endpoint, connect_timeout),
-            ClientOptions::default(),
+            ClientOptions { connect_timeout, ..ClientOptions::default() },
         );
-        let observer: Arc<dyn predastore_core::chunks::Observer> = Arc::new(crate::metrics::DataPathMetrics);
+        let observer: Arc<dyn predastore_core::chunks::Observer> =
+            Arc::new(crate::metrics::DataPathMetrics);
         let data = DataPath::new(Arc::new(shards), nodes.clone(), d.chunks_in_flight)
             .with_observer(observer);
         let inner = Arc::new(Inner {
@@ -246,14 +253,33 @@ fn unexpected(r: Reply) -> BackendError {
 }
 
 impl Inner {
+    /// The metadata client (tests and tools inspect records with it).
+    pub fn meta(&self) -> &MetaClient {
+        &self.meta
+    }
+
+    /// The data path (tests and tools list shards with it).
+    pub fn data(&self) -> &DataPath {
+        &self.data
+    }
+
+    /// The cluster file's nodes.
+    pub fn nodes(&self) -> &[NodeAddr] {
+        &self.nodes
+    }
+
+    /// Whether a Raft leader answered the last probe.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
     fn ring(&self) -> Option<Arc<Ring>> {
         self.ring.read().expect("ring lock").clone()
     }
 
     fn need_ring(&self) -> Result<Arc<Ring>> {
-        self.ring().ok_or_else(|| {
-            BackendError::Unavailable("the cluster's ring is not known yet".into())
-        })
+        self.ring()
+            .ok_or_else(|| BackendError::Unavailable("the cluster's ring is not known yet".into()))
     }
 
     fn class(&self, name: Option<&str>) -> Result<(String, Erasure)> {
@@ -385,7 +411,9 @@ impl Inner {
                         .await;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, owner = %format!("{owner:032x}"), "ending a write intent; the collector will retry"),
+            Err(e) => {
+                tracing::warn!(error = %e, owner = %format!("{owner:032x}"), "ending a write intent; the collector will retry")
+            }
         }
     }
 
@@ -740,10 +768,15 @@ impl Backend for DistributedBackend {
         let Some(cur) = inner.current(src.0, src.1).await? else { return Ok(None) };
         let src_info = record::info_of(src.1, &cur)?;
         let class = opts.storage_class.clone().unwrap_or_else(|| cur.storage_class.clone());
-        let has_all = opts.check.compute.iter().all(|a| {
-            src_info.checksums.iter().any(|(n, _)| n.eq_ignore_ascii_case(a))
-        });
-        if cur.etag != src_etag || !src_info.parts.is_empty() || class != cur.storage_class || !has_all
+        let has_all = opts
+            .check
+            .compute
+            .iter()
+            .all(|a| src_info.checksums.iter().any(|(n, _)| n.eq_ignore_ascii_case(a)));
+        if cur.etag != src_etag
+            || !src_info.parts.is_empty()
+            || class != cur.storage_class
+            || !has_all
         {
             return Ok(None);
         }
@@ -912,7 +945,9 @@ impl Backend for DistributedBackend {
         let info = ObjectInfo {
             key: key.into(),
             size: infos.iter().map(|p| p.size).sum(),
-            etag: rules::multipart_etag(&infos.iter().map(|p| p.etag.as_str()).collect::<Vec<_>>())?,
+            etag: rules::multipart_etag(
+                &infos.iter().map(|p| p.etag.as_str()).collect::<Vec<_>>(),
+            )?,
             last_modified: rules::now_millis(),
             http: opts.http,
             user_meta: opts.user_meta,

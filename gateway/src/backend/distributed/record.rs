@@ -241,7 +241,10 @@ pub fn part_info(p: &PartRecord) -> Result<(PartInfo, Vec<String>)> {
         None => (p.etag.clone(), PartAttrs::default()),
         Some((etag, json)) => {
             let a: PartAttrs = serde_json::from_str(json).map_err(|e| {
-                BackendError::Internal(format!("part {} attributes do not decode: {e}", p.part_number))
+                BackendError::Internal(format!(
+                    "part {} attributes do not decode: {e}",
+                    p.part_number
+                ))
             })?;
             if a.v != ATTRS_VERSION {
                 return Err(BackendError::Internal(format!(

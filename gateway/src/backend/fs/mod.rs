@@ -408,7 +408,6 @@ fn create_managed(base: &Path, name: &str, public: bool) -> Result<Bucket> {
     load_managed(dir, rec)
 }
 
-
 /// Wraps a full-object read so the last chunk is only delivered once the
 /// CRC32C and length match the record; otherwise the stream fails (and the
 /// HTTP response is cut short) instead of handing out corrupt bytes.
@@ -811,9 +810,6 @@ impl FsBackend {
 fn no_such_key(bucket: &str, key: &str) -> BackendError {
     BackendError::NoSuchKey { bucket: bucket.into(), key: key.into() }
 }
-
-/// S3 reports times with millisecond precision; store what we report so a
-/// conditional request with the reported Last-Modified compares equal.
 
 /// Name of the hidden dir of a directory bucket (re-exported for docs).
 pub const DIRECTORY_META_DIR: &str = DIR_BUCKET_META;

@@ -18,8 +18,8 @@ use super::{Bucket, blocking};
 use crate::backend::rules;
 use crate::backend::verify::BodySummary;
 use crate::backend::{
-    BackendError, MIN_PART_SIZE, ObjectInfo, PartInfo, Result,
-    UploadInfo, UploadOptions, UploadsPage, UploadsQuery,
+    BackendError, MIN_PART_SIZE, ObjectInfo, PartInfo, Result, UploadInfo, UploadOptions,
+    UploadsPage, UploadsQuery,
 };
 
 /// An upload that exists, with where its files are.
@@ -33,7 +33,12 @@ pub(super) struct UploadDir {
 /// Starts an upload; returns its id (32 hex chars, never a path).
 pub(super) async fn create(b: Arc<Bucket>, key: &str, options: UploadOptions) -> Result<String> {
     let id = layout::new_version_id();
-    let rec = UploadRecord { v: FORMAT_VERSION, key: key.into(), initiated: rules::now_millis(), options };
+    let rec = UploadRecord {
+        v: FORMAT_VERSION,
+        key: key.into(),
+        initiated: rules::now_millis(),
+        options,
+    };
     let dir = b.uploads().join(&id);
     let tmp = b.tmp();
     blocking(move || {
@@ -44,7 +49,6 @@ pub(super) async fn create(b: Arc<Bucket>, key: &str, options: UploadOptions) ->
     .await?;
     Ok(id)
 }
-
 
 /// Finds upload `id` of `key`; anything else (bad id, other key) is
 /// NoSuchUpload, so ids are never used as paths unchecked.
@@ -203,7 +207,6 @@ pub(super) async fn assemble(
     .await
 }
 
-
 /// Removes an upload and all its parts (rename first: never half-removed).
 pub(super) async fn remove_upload(up: UploadDir) -> Result<()> {
     blocking(move || {
@@ -249,4 +252,3 @@ pub(super) async fn list_uploads(b: Arc<Bucket>, q: UploadsQuery) -> Result<Uplo
     .await?;
     Ok(rules::page_uploads(all, &q))
 }
-

@@ -16,7 +16,12 @@
 //! certificate against the stored CA certificate, so a wrong cluster id or
 //! a mismatched key is caught at issue time rather than at the first
 //! handshake.
+//!
+//! On disk a pair is `<stem>.crt` + `<stem>.key` in one directory
+//! ([`write_pair`], [`read_pair`]); `predastore-node certs` and
+//! `predastore-gateway dev-cluster` both lay files out this way.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
@@ -55,6 +60,72 @@ pub enum CertError {
     /// A name that cannot go into a certificate.
     #[error("invalid name {0:?}: use lowercase letters, digits and '-'")]
     BadName(String),
+}
+
+/// Why a certificate pair could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CertFileError {
+    /// Writing would replace a private key, which could lock every holder
+    /// of the old certificate out; remove it by hand if that is meant.
+    #[error("{0} exists; refusing to overwrite a key")]
+    KeyExists(PathBuf),
+    /// A file or directory could not be created, written or read.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done: "creating", "writing", "reading".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Paths of the pair `stem` in `dir`: `<dir>/<stem>.crt`, `<dir>/<stem>.key`.
+pub fn pair_paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")))
+}
+
+/// Writes `pair` as `<stem>.crt` and `<stem>.key` (mode 0600) into `dir`,
+/// creating `dir`; refuses to replace an existing key. Returns both paths.
+pub fn write_pair(
+    dir: &Path,
+    stem: &str,
+    pair: &CertPair,
+) -> Result<(PathBuf, PathBuf), CertFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CertFileError::Io { action, path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let (cert, key) = pair_paths(dir, stem);
+    if key.exists() {
+        return Err(CertFileError::KeyExists(key));
+    }
+    std::fs::write(&cert, &pair.cert_pem).map_err(io("writing", &cert))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .map_err(io("writing", &key))?;
+    f.write_all(pair.key_pem.as_bytes()).map_err(io("writing", &key))?;
+    Ok((cert, key))
+}
+
+/// Reads the pair `stem` written by [`write_pair`] from `dir`.
+pub fn read_pair(dir: &Path, stem: &str) -> Result<CertPair, CertFileError> {
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).map_err(|source| CertFileError::Io {
+            action: "reading",
+            path,
+            source,
+        })
+    };
+    let (cert, key) = pair_paths(dir, stem);
+    Ok(CertPair { cert_pem: read(cert)?, key_pem: read(key)? })
 }
 
 /// DNS name in node `id`'s certificate, and the server name clients expect.
@@ -155,5 +226,23 @@ mod tests {
             issue(&ca, "demo", &Role::Gateway("Bad Name".into())),
             Err(CertError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn pairs_round_trip_on_disk_and_keys_are_never_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tls");
+        let ca = new_ca("demo").unwrap();
+        let (crt, key) = write_pair(&out, "ca", &ca).unwrap();
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(crt).unwrap(), ca.cert_pem);
+        let back = read_pair(&out, "ca").unwrap();
+        assert_eq!(back.key_pem, ca.key_pem);
+        let err = write_pair(&out, "ca", &new_ca("demo").unwrap()).unwrap_err();
+        assert!(matches!(err, CertFileError::KeyExists(_)), "{err}");
+        assert_eq!(read_pair(&out, "ca").unwrap().key_pem, ca.key_pem);
+        let err = read_pair(&out, "node-9").unwrap_err();
+        assert!(err.to_string().contains("node-9.crt"), "{err}");
     }
 }

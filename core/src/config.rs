@@ -581,6 +581,12 @@ fn default_chunk_size() -> u64 {
 }
 
 impl Erasure {
+    /// RS(`data_shards`, `parity_shards`) with the default chunk size and
+    /// write quorum, for tools that write cluster files.
+    pub fn new(data_shards: u8, parity_shards: u8) -> Self {
+        Self { data_shards, parity_shards, chunk_size: default_chunk_size(), write_quorum: None }
+    }
+
     /// The effective write quorum (explicit, or k + ⌊m/2⌋).
     pub fn write_quorum(&self) -> u8 {
         self.write_quorum.unwrap_or(self.data_shards + self.parity_shards / 2)

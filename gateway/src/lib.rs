@@ -9,11 +9,14 @@
 //! - [`admin`]: health, metrics and the admin JSON API.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`tls`]: TLS for the S3 listener.
+//! - [`dev_cluster`]: `dev-cluster`, a local distributed cluster in one
+//!   directory (also the harness of the distributed tests).
 
 pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod cli;
+pub mod dev_cluster;
 pub mod http;
 pub mod metrics;
 pub mod s3;

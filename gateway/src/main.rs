@@ -1,24 +1,49 @@
-//! `predastore-gateway`: parse flags, load config, run until a signal.
+//! `predastore-gateway`: parse flags, then serve S3 until a signal, run a
+//! dev cluster, or run a storage node (`node`, for dev-cluster).
 
 use clap::Parser;
 use predastore_gateway::auth::CredentialSource;
-use predastore_gateway::cli::Cli;
+use predastore_gateway::cli::{Cli, Command};
 use predastore_gateway::server::Gateway;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        // The node sets up its own logging, exactly as `predastore-node`.
+        Some(Command::Node(node)) => predastore_node::cli::run(*node).await,
+        // stdout carries the endpoint lines; logs go to stderr.
+        Some(Command::DevCluster(args)) => {
+            init_logging(&cli, false)?;
+            predastore_gateway::dev_cluster::command::run(args).await
+        }
+        None => {
+            init_logging(&cli, true)?;
+            serve(cli).await
+        }
+    }
+}
+
+fn init_logging(cli: &Cli, stdout: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .map_err(|e| anyhow::anyhow!("--log {:?}: {e}", cli.log))?;
     // Colours only on a terminal: log files and `kubectl logs` get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    if cli.log_json {
-        fmt.json().init()
+    let ansi = if stdout {
+        std::io::IsTerminal::is_terminal(&std::io::stdout())
     } else {
-        fmt.init()
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    match (stdout, cli.log_json) {
+        (true, true) => fmt.json().init(),
+        (true, false) => fmt.init(),
+        (false, true) => fmt.with_writer(std::io::stderr).json().init(),
+        (false, false) => fmt.with_writer(std::io::stderr).init(),
     }
+    Ok(())
+}
 
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let config = cli.load_config()?;
     let gw = Gateway::start(config.clone()).await?;
     tracing::info!(endpoint = %gw.endpoint(), admin = %gw.admin_addr(), storage = %config.storage.kind, "predastore-gateway serving S3");

@@ -1,5 +1,7 @@
 //! Command line of `predastore-node`: serve shards (the default), or
-//! manage the cluster PKI with `certs`.
+//! manage the cluster PKI with `certs`. [`run`] is the whole binary, so
+//! `predastore-gateway node …` (one binary for a local cluster) runs the
+//! very same code.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -139,35 +141,11 @@ pub enum CertsCommand {
     },
 }
 
+/// Writes the pair and tells the user where it went.
 fn write_pair(out: &Path, stem: &str, pair: &CertPair) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let cert = out.join(format!("{stem}.crt"));
-    let key = out.join(format!("{stem}.key"));
-    if key.exists() {
-        bail!("{} exists; refusing to overwrite a key", key.display());
-    }
-    std::fs::write(&cert, &pair.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key)
-            .with_context(|| format!("writing {}", key.display()))?;
-        f.write_all(pair.key_pem.as_bytes())?;
-    }
+    let (cert, key) = certs::write_pair(out, stem, pair)?;
     println!("wrote {} and {}", cert.display(), key.display());
     Ok(())
-}
-
-fn read_ca(dir: &Path) -> anyhow::Result<CertPair> {
-    let read = |f: &str| {
-        std::fs::read_to_string(dir.join(f))
-            .with_context(|| format!("reading {}", dir.join(f).display()))
-    };
-    Ok(CertPair { cert_pem: read("ca.crt")?, key_pem: read("ca.key")? })
 }
 
 impl CertsCommand {
@@ -176,15 +154,55 @@ impl CertsCommand {
         match self {
             Self::Ca { cluster_id, out } => write_pair(out, "ca", &certs::new_ca(cluster_id)?),
             Self::Node { cluster_id, ca_dir, id, out } => {
-                let pair = certs::issue(&read_ca(ca_dir)?, cluster_id, &Role::Node(*id))?;
+                let pair =
+                    certs::issue(&certs::read_pair(ca_dir, "ca")?, cluster_id, &Role::Node(*id))?;
                 write_pair(out, &format!("node-{id}"), &pair)
             }
             Self::Gateway { cluster_id, ca_dir, name, out } => {
-                let pair =
-                    certs::issue(&read_ca(ca_dir)?, cluster_id, &Role::Gateway(name.clone()))?;
+                let ca = certs::read_pair(ca_dir, "ca")?;
+                let pair = certs::issue(&ca, cluster_id, &Role::Gateway(name.clone()))?;
                 write_pair(out, &format!("gateway-{name}"), &pair)
             }
         }
+    }
+}
+
+/// The body of `predastore-node`: sets up logging (stderr), then runs a
+/// `certs` subcommand, or serves until SIGTERM or Ctrl-C and shuts down
+/// gracefully. Prints one `listening quic=… admin=…` line on stdout once
+/// serving, for supervisors and tests.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .map_err(|e| anyhow::anyhow!("--log {:?}: {e}", cli.log))?;
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and `kubectl logs` get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if cli.log_json {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
+
+    if let Some(Command::Certs(c)) = &cli.command {
+        return c.run();
+    }
+    let node = crate::server::Node::start(cli.serve.options()?).await?;
+    println!("listening quic={} admin={}", node.quic_addr(), node.admin_addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
     }
 }
 

@@ -155,6 +155,41 @@ pub trait Observer: Send + Sync {
     }
 }
 
+/// Nodes believed down. A shard on a down node is not waited for: reads
+/// use parity at once and writes record it missing, so a dead node costs
+/// no timeouts per chunk. A node is marked down when it cannot be reached
+/// and up again when [`DataPath::probe_down_nodes`] reaches it.
+#[derive(Debug, Default)]
+pub struct Health {
+    down: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+}
+
+impl Health {
+    /// Whether `node` is believed down.
+    pub fn is_down(&self, node: u64) -> bool {
+        self.down.lock().expect("health lock").contains(&node)
+    }
+
+    /// Records that `node` could not be reached.
+    pub fn mark_down(&self, node: u64) {
+        if self.down.lock().expect("health lock").insert(node) {
+            tracing::warn!(node, "storage node unreachable; reading around it");
+        }
+    }
+
+    /// Records that `node` answered.
+    pub fn mark_up(&self, node: u64) {
+        if self.down.lock().expect("health lock").remove(&node) {
+            tracing::info!(node, "storage node reachable again");
+        }
+    }
+
+    /// The nodes believed down.
+    pub fn down(&self) -> Vec<u64> {
+        self.down.lock().expect("health lock").iter().copied().collect()
+    }
+}
+
 /// Reports nothing.
 struct Silent;
 impl Observer for Silent {}
@@ -168,6 +203,7 @@ pub struct DataPath {
     in_flight: usize,
     hedge_after: Duration,
     observer: Arc<dyn Observer>,
+    health: Arc<Health>,
 }
 
 /// How long a read waits for a shard before racing a parity shard against
@@ -189,6 +225,30 @@ impl DataPath {
             in_flight: chunks_in_flight.max(1),
             hedge_after: DEFAULT_HEDGE_AFTER,
             observer: Arc::new(Silent),
+            health: Arc::new(Health::default()),
+        }
+    }
+
+    /// Which nodes are believed down.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Asks every node believed down for its usage (with `timeout`) and
+    /// marks those that answer as up. Call it periodically.
+    pub async fn probe_down_nodes(&self, timeout: Duration) {
+        for node in self.health.down() {
+            let Ok(addr) = self.addr(node) else { continue };
+            if let Ok(Ok(_)) = tokio::time::timeout(timeout, self.client.usage(addr)).await {
+                self.health.mark_up(node);
+            }
+        }
+    }
+
+    /// Notes what an error says about the node's reachability.
+    fn note(&self, node: u64, e: &ShardError) {
+        if matches!(e, ShardError::Unavailable { .. }) {
+            self.health.mark_down(node);
         }
     }
 
@@ -306,11 +366,15 @@ impl DataPath {
         let puts = shards.into_iter().zip(&nodes).enumerate().map(|(index, (bytes, &node))| {
             let shard = ShardId { object, chunk, index: index as u8 };
             async move {
+                if self.health.is_down(node) {
+                    return (shard, node, Err(format!("node {node} is down")));
+                }
                 let t = std::time::Instant::now();
                 let r = match self.addr(node) {
-                    Ok(a) => {
-                        self.client.put_bytes(a, shard, bytes).await.map_err(|e| e.to_string())
-                    }
+                    Ok(a) => self.client.put_bytes(a, shard, bytes).await.map_err(|e| {
+                        self.note(node, &e);
+                        e.to_string()
+                    }),
                     Err(e) => Err(e.to_string()),
                 };
                 self.observer.shard_op(node, "put", t.elapsed().as_secs_f64(), r.is_ok());
@@ -486,8 +550,11 @@ impl DataPath {
         // Data shards first; a failed shard is replaced by the next parity
         // shard at once, and a slow one gets a parity shard racing it every
         // `hedge_after`. The first k shards in win; the rest are dropped.
+        // Shards on nodes believed down go last.
+        let mut order: Vec<usize> = (0..k + m).collect();
+        order.sort_by_key(|&i| (self.health.is_down(l.nodes[i]), i));
         let mut pending = futures::stream::FuturesUnordered::new();
-        for i in 0..k {
+        for &i in &order[..k] {
             pending.push(self.indexed_get(l, i));
         }
         let mut next = k;
@@ -504,13 +571,13 @@ impl DataPath {
                     Some((_, Err(e))) => {
                         errors.push(e);
                         if next < k + m {
-                            pending.push(self.indexed_get(l, next));
+                            pending.push(self.indexed_get(l, order[next]));
                             next += 1;
                         }
                     }
                 },
                 () = &mut hedge, if next < k + m => {
-                    pending.push(self.indexed_get(l, next));
+                    pending.push(self.indexed_get(l, order[next]));
                     next += 1;
                     hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_after);
                 }
@@ -525,7 +592,7 @@ impl DataPath {
                 errors,
             });
         }
-        if next > k {
+        if next > k || order[..k].iter().any(|&i| i >= k) {
             self.observer.degraded_read();
         }
         if slots[..k].iter().any(Option::is_none) {
@@ -547,6 +614,9 @@ impl DataPath {
         check_layout(l)?;
         let s = l.shard_len as usize;
         let (first, last) = (cut.start / s, (cut.end - 1) / s);
+        if (first..=last).any(|i| self.health.is_down(l.nodes[i])) {
+            return Ok(self.read_chunk(l).await?.slice(cut));
+        }
         let gets = (first..=last).map(|i| {
             let lo = if i == first { cut.start - i * s } else { 0 };
             let hi = if i == last { cut.end - i * s } else { s };
@@ -554,7 +624,11 @@ impl DataPath {
             async move {
                 let addr = self.addr(l.nodes[i]).ok()?;
                 let want = (hi - lo) as u64;
-                let b = self.client.get(addr, shard, lo as u64, Some(want)).await.ok()?;
+                let got = self.client.get(addr, shard, lo as u64, Some(want)).await;
+                if let Err(e) = &got {
+                    self.note(l.nodes[i], e);
+                }
+                let b = got.ok()?;
                 (b.len() as u64 == want).then_some(b)
             }
         });
@@ -578,6 +652,9 @@ impl DataPath {
         let t = std::time::Instant::now();
         let got = self.client.get(addr, shard, 0, Some(l.shard_len)).await;
         self.observer.shard_op(node, "get", t.elapsed().as_secs_f64(), got.is_ok());
+        if let Err(e) = &got {
+            self.note(node, e);
+        }
         if let Err(ShardError::Corrupt { reason, .. }) = &got {
             tracing::warn!(%shard, node, %reason, "corrupt shard; reading parity instead");
             self.observer.corrupt_shard(node, shard, reason);

@@ -122,7 +122,7 @@ impl DevCluster {
         let deadline = Instant::now() + self.opts.ready_timeout;
         let ids: Vec<u64> = self.ports.keys().copied().collect();
         for id in &ids {
-            self.spawn(*id)?;
+            self.spawn(*id, &[])?;
         }
         for id in &ids {
             self.wait_node_ready(*id, deadline).await?;
@@ -140,14 +140,11 @@ impl DevCluster {
         Ok(())
     }
 
-    fn spawn(&mut self, id: u64) -> Result<()> {
-        let args = plan::node_args(
-            &self.layout,
-            id,
-            self.ports[&id],
-            &self.opts.node_log,
-            &self.opts.node_args,
-        );
+    fn spawn(&mut self, id: u64, extra: &[&str]) -> Result<()> {
+        let mut node_args = self.opts.node_args.clone();
+        node_args.extend(extra.iter().map(|a| a.to_string()));
+        let args =
+            plan::node_args(&self.layout, id, self.ports[&id], &self.opts.node_log, &node_args);
         let p = NodeProcess::spawn(
             id,
             &self.opts.node_command,
@@ -325,6 +322,12 @@ impl DevCluster {
     /// Starts node `id` again with its ports and data, and waits for its
     /// `/readyz`.
     pub async fn start_node(&mut self, id: u64) -> Result<()> {
+        self.start_node_with(id, &[]).await
+    }
+
+    /// [`DevCluster::start_node`] with extra node flags for this run only
+    /// (e.g. `--min-free-bytes` to make one node's disk look full).
+    pub async fn start_node_with(&mut self, id: u64, extra: &[&str]) -> Result<()> {
         if !self.ports.contains_key(&id) {
             return Err(DevClusterError::UnknownNode(id));
         }
@@ -334,7 +337,7 @@ impl DevCluster {
             }
             self.nodes.remove(&id);
         }
-        self.spawn(id)?;
+        self.spawn(id, extra)?;
         let deadline = Instant::now() + self.opts.ready_timeout;
         if let Err(e) = self.wait_node_ready(id, deadline).await {
             if let Some(p) = self.nodes.remove(&id) {

@@ -1,10 +1,11 @@
 //! Garbage collection of shards: what the metadata plane says nothing
 //! references any more ([`GarbageRecord`]s), and writes whose gateway died
-//! before committing ([`IntentRecord`]s older than a deadline).
+//! before committing ([`IntentRecord`](predastore_core::meta::IntentRecord)s older than a deadline).
 //!
-//! The gateway that frees chunks deletes them at once ([`free`]); this
-//! loop retries what it could not delete (a node was down) and sweeps
-//! abandoned writes by listing each node's shards of the owner. Every
+//! Freed chunks wait out a grace period first, so a GET of a replaced or
+//! deleted version that is still streaming is not cut short; then this
+//! loop deletes them (retrying while a node is down) and sweeps abandoned
+//! writes by listing each node's shards of the owner. Every
 //! gateway runs it; deletes are idempotent, so two collectors at once only
 //! repeat work. Entries leave the metadata plane only after their shards
 //! are gone, so nothing is leaked by a crash at any point.
@@ -25,8 +26,9 @@ use crate::backend::rules::now_millis;
 pub struct Schedule {
     /// Pause between rounds.
     pub every: Duration,
-    /// Freed chunks younger than this are left to the gateway that freed
-    /// them.
+    /// Freed chunks younger than this are kept: a GET of the version that
+    /// referenced them may still be streaming. A read that takes longer
+    /// than this after its object was replaced can fail mid-stream.
     pub grace: Duration,
     /// A write intent older than this belongs to a dead gateway (or an
     /// upload slower than any client waits for).
@@ -36,8 +38,8 @@ pub struct Schedule {
 impl Default for Schedule {
     fn default() -> Self {
         Self {
-            every: Duration::from_secs(30),
-            grace: Duration::from_secs(60),
+            every: Duration::from_secs(60),
+            grace: Duration::from_secs(15 * 60),
             intent_ttl: Duration::from_secs(6 * 3600),
         }
     }

@@ -10,9 +10,9 @@
 //!   reader sees the old version or the new one, never a part.
 //! - **Conditional writes** are compare-and-set on the record version.
 //! - **Delete/replace**: the state machine counts references per chunk and
-//!   answers with the chunks nothing references any more; the gateway
-//!   deletes them and forgets them, and what it could not delete stays on
-//!   record for the [`collector`].
+//!   records the chunks nothing references any more; the [`collector`]
+//!   deletes them after a grace period, so a GET of the replaced version
+//!   that is still streaming finishes.
 //! - **Multipart**: each part is written like an object under its own
 //!   owner id; Complete stitches the parts' chunk lists into one record.
 
@@ -173,8 +173,8 @@ impl DistributedBackend {
     }
 }
 
-/// Keeps `ready` and the ring current; creates the configured buckets
-/// once the cluster answers.
+/// Keeps `ready` and the ring current, notices nodes coming back, and
+/// creates the configured buckets once the cluster answers.
 async fn probe_loop(inner: Arc<Inner>) {
     loop {
         let ok = match inner.probe.read(Query::Ring).await {
@@ -206,6 +206,7 @@ async fn probe_loop(inner: Arc<Inner>) {
             }
         }
         inner.ready.store(ok && inner.buckets_made.load(Ordering::Relaxed), Ordering::Relaxed);
+        inner.data.probe_down_nodes(Duration::from_millis(800)).await;
         tokio::time::sleep(PROBE_EVERY).await;
     }
 }
@@ -417,14 +418,15 @@ impl Inner {
         }
     }
 
-    /// Deletes freed chunks in the background (the reply to the client
-    /// does not wait); failures stay on record for the collector.
-    fn free_later(self: &Arc<Self>, freed: Vec<predastore_core::meta::GarbageRecord>) {
-        if freed.is_empty() {
-            return;
+    /// Chunks a commit freed are not deleted here: a GET of the replaced
+    /// version may still be streaming them. They stay on record and the
+    /// [`collector`] deletes them once they are older than its grace
+    /// period.
+    fn free_later(&self, freed: Vec<predastore_core::meta::GarbageRecord>) {
+        if !freed.is_empty() {
+            let chunks: usize = freed.iter().map(|g| g.chunks.len()).sum();
+            tracing::debug!(chunks, "chunks freed; the collector deletes them after its grace");
         }
-        let this = Arc::clone(self);
-        tokio::spawn(async move { collector::free(&this, freed).await });
     }
 
     /// Commits `rec` for `key` under `expect`; on failure deletes the

@@ -1,0 +1,182 @@
+//! Bad input through the cluster: a node answering garbage, a node whose
+//! disk is full, an unknown storage class, an object over the size limit.
+//! Each gets a clear error or is routed around; nothing is lost and the
+//! gateway keeps serving.
+
+use std::time::Duration;
+
+use predastore_core::config::{Erasure, StorageClassConfig};
+use predastore_core::transport::{TlsMaterial, server_endpoint};
+use predastore_gateway::server::Gateway;
+
+use crate::common::*;
+
+const MIB: usize = 1 << 20;
+
+/// Serves QUIC with node `id`'s certificate and answers every stream with
+/// bytes that are no frame at all.
+fn garbage_node(t: &TestCluster, id: u64) -> tokio::task::JoinHandle<()> {
+    let layout = t.c.layout();
+    let (cert, key) = layout.node_cert(id);
+    let tls = TlsMaterial::load(&layout.ca_cert(), &cert, &key).unwrap();
+    let ep = server_endpoint(t.c.node_addr(id).unwrap(), &tls).unwrap();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = recv.read_chunk(4096, true).await;
+                        let _ = send.write_all(b"\x7fNOT A FRAME\x00\xff\xff\xff\xffgarbage").await;
+                        let _ = send.finish();
+                    });
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_answering_garbage_is_routed_around() {
+    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("junk").send().await.unwrap();
+    let before = data(3 * MIB, 1);
+    s3.put_object().bucket("junk").key("before").body(before.clone().into()).send().await.unwrap();
+    t.c.kill_node(2).await.unwrap();
+    let fake = garbage_node(&t, 2);
+    // Reads rebuild from the two good nodes; writes reach the quorum (2 of 3).
+    assert!(get(&s3, "junk", "before", None).await == before);
+    let after = data(2 * MIB + 9, 2);
+    s3.put_object().bucket("junk").key("after").body(after.clone().into()).send().await.unwrap();
+    assert!(get(&s3, "junk", "after", None).await == after);
+    s3.put_object().bucket("junk").key("tiny").body(b"x".to_vec().into()).send().await.unwrap();
+    // The real node comes back and everything is there.
+    fake.abort();
+    let _ = fake.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    t.c.start_node(2).await.unwrap();
+    assert!(get(&s3, "junk", "after", None).await == after);
+    assert!(get(&s3, "junk", "before", None).await == before);
+    t.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_node_costs_a_shard_not_the_write() {
+    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("full").send().await.unwrap();
+    t.c.stop_node(1).await.unwrap();
+    // Node 1 comes back believing its disk is full: every put is refused.
+    t.c.start_node_with(1, &["--min-free-bytes", "18000000000000000000"]).await.unwrap();
+    let body = data(4 * MIB, 3);
+    s3.put_object().bucket("full").key("k").body(body.clone().into()).send().await.unwrap();
+    assert!(get(&s3, "full", "k", None).await == body);
+    // Two full nodes: below quorum, a clear 503 and nothing visible.
+    t.c.stop_node(2).await.unwrap();
+    t.c.start_node_with(2, &["--min-free-bytes", "18000000000000000000"]).await.unwrap();
+    let e = t
+        .strict()
+        .put_object()
+        .bucket("full")
+        .key("no")
+        .body(data(2 * MIB, 4).into())
+        .send()
+        .await
+        .expect_err("no quorum of shards can be stored");
+    assert_eq!(code(&e), "ServiceUnavailable");
+    assert!(s3.head_object().bucket("full").key("no").send().await.is_err());
+    assert!(get(&s3, "full", "k", None).await == body, "older objects are intact");
+    t.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_classes_and_size_limits() {
+    let t = TestCluster::start_with(|dir| {
+        let mut o = options(dir, 3, 2, 1, MIB as u64);
+        o.gateway = false;
+        o
+    })
+    .await;
+    // The gateway's cluster file also offers REDUCED_REDUNDANCY = RS(1,1).
+    let mut file = t.c.cluster_file().clone();
+    file.storage_classes.push(StorageClassConfig {
+        name: "REDUCED_REDUNDANCY".into(),
+        erasure: Erasure {
+            data_shards: 1,
+            parity_shards: 1,
+            chunk_size: MIB as u64,
+            write_quorum: None,
+        },
+    });
+    let file_path = t.dir.path().join("classes.toml");
+    std::fs::write(&file_path, file.to_toml()).unwrap();
+    let mut config = t.c.gateway_config().clone();
+    config.storage.distributed.as_mut().unwrap().cluster_file = file_path;
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.max_object_size = 3 * MIB as u64;
+    let gw = Gateway::start(config).await.unwrap();
+    let s3 = client(&gw.endpoint(), false);
+    eventually("the gateway is ready", Duration::from_secs(20), || {
+        let s3 = s3.clone();
+        async move { s3.list_buckets().send().await.is_ok() }
+    })
+    .await;
+    s3.create_bucket().bucket("classes").send().await.unwrap();
+    let e = s3
+        .put_object()
+        .bucket("classes")
+        .key("k")
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidStorageClass");
+    let ok = s3
+        .put_object()
+        .bucket("classes")
+        .key("std")
+        .storage_class(aws_sdk_s3::types::StorageClass::Standard)
+        .body(data(MIB, 1).into())
+        .send()
+        .await;
+    ok.unwrap();
+    let h = s3.head_object().bucket("classes").key("std").send().await.unwrap();
+    assert!(h.storage_class().is_none_or(|c| c.as_str() == "STANDARD"));
+    let rr = data(2 * MIB + 1, 9);
+    s3.put_object()
+        .bucket("classes")
+        .key("rr")
+        .storage_class(aws_sdk_s3::types::StorageClass::ReducedRedundancy)
+        .body(rr.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let h = s3.head_object().bucket("classes").key("rr").send().await.unwrap();
+    assert_eq!(h.storage_class().map(|c| c.as_str()), Some("REDUCED_REDUNDANCY"));
+    let o = s3.get_object().bucket("classes").key("rr").send().await.unwrap();
+    assert_eq!(o.storage_class().map(|c| c.as_str()), Some("REDUCED_REDUNDANCY"));
+    assert!(o.body.collect().await.unwrap().into_bytes() == rr);
+    let l = s3.list_objects_v2().bucket("classes").prefix("rr").send().await.unwrap();
+    assert_eq!(l.contents()[0].storage_class().map(|c| c.as_str()), Some("REDUCED_REDUNDANCY"));
+    let e = s3
+        .put_object()
+        .bucket("classes")
+        .key("huge")
+        .body(data(4 * MIB, 2).into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "EntityTooLarge");
+    assert!(s3.head_object().bucket("classes").key("huge").send().await.is_err());
+    s3.put_object()
+        .bucket("classes")
+        .key("still")
+        .body(b"up".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    gw.shutdown().await;
+}

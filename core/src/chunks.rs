@@ -138,6 +138,27 @@ pub struct FailedDelete {
     pub error: ShardError,
 }
 
+/// What the data path reports as it works, for metrics: the gateway counts
+/// and times these without the data path knowing about Prometheus.
+pub trait Observer: Send + Sync {
+    /// One shard put or get on `node` took `seconds`; `ok` if it succeeded.
+    fn shard_op(&self, node: u64, op: &'static str, seconds: f64, ok: bool) {
+        let _ = (node, op, seconds, ok);
+    }
+    /// A chunk read needed a shard other than its first choice.
+    fn degraded_read(&self) {}
+    /// A chunk was rebuilt from parity (a data shard was not used).
+    fn reconstructed(&self) {}
+    /// A node reported a shard failing its checksum.
+    fn corrupt_shard(&self, node: u64, shard: ShardId, reason: &str) {
+        let _ = (node, shard, reason);
+    }
+}
+
+/// Reports nothing.
+struct Silent;
+impl Observer for Silent {}
+
 /// Writes, reads and deletes objects as erasure-coded chunks. Cheap to
 /// clone (all state is shared), so streams it returns own what they need.
 #[derive(Clone)]
@@ -146,6 +167,7 @@ pub struct DataPath {
     addrs: Arc<HashMap<u64, NodeAddr>>,
     in_flight: usize,
     hedge_after: Duration,
+    observer: Arc<dyn Observer>,
 }
 
 /// How long a read waits for a shard before racing a parity shard against
@@ -166,7 +188,19 @@ impl DataPath {
             addrs: Arc::new(addrs.into_iter().map(|a| (a.id, a)).collect()),
             in_flight: chunks_in_flight.max(1),
             hedge_after: DEFAULT_HEDGE_AFTER,
+            observer: Arc::new(Silent),
         }
+    }
+
+    /// The shard client underneath (for listings by the collector).
+    pub fn client(&self) -> &ShardClient {
+        &self.client
+    }
+
+    /// Reports shard operations, degraded reads and corruption to `o`.
+    pub fn with_observer(mut self, o: Arc<dyn Observer>) -> Self {
+        self.observer = o;
+        self
     }
 
     /// Sets how long a read waits on a shard before also asking for a
@@ -272,23 +306,60 @@ impl DataPath {
         let puts = shards.into_iter().zip(&nodes).enumerate().map(|(index, (bytes, &node))| {
             let shard = ShardId { object, chunk, index: index as u8 };
             async move {
+                let t = std::time::Instant::now();
                 let r = match self.addr(node) {
                     Ok(a) => {
                         self.client.put_bytes(a, shard, bytes).await.map_err(|e| e.to_string())
                     }
                     Err(e) => Err(e.to_string()),
                 };
+                self.observer.shard_op(node, "put", t.elapsed().as_secs_f64(), r.is_ok());
                 (shard, node, r)
             }
         });
-        let results = futures::future::join_all(puts).await;
-        let durable = results.iter().filter(|r| r.2.is_ok()).count();
-        let missing: Vec<MissingShard> = results
-            .into_iter()
+        // Wait for every shard, but once the quorum is durable give the
+        // stragglers only `hedge_after` more: a dead or stalled node must
+        // not stall the write (its shard is recorded missing for repair).
+        let mut pending: futures::stream::FuturesUnordered<_> = puts.collect();
+        let mut results = Vec::with_capacity(nodes.len());
+        let mut durable = 0;
+        let grace = tokio::time::sleep(Duration::from_secs(86_400));
+        let mut grace = std::pin::pin!(grace);
+        let mut grace_armed = false;
+        loop {
+            tokio::select! {
+                next = pending.next() => match next {
+                    None => break,
+                    Some(r) => {
+                        durable += usize::from(r.2.is_ok());
+                        results.push(r);
+                        if durable >= quorum && !grace_armed {
+                            grace_armed = true;
+                            grace.as_mut().reset(tokio::time::Instant::now() + self.hedge_after);
+                        }
+                    }
+                },
+                () = &mut grace, if grace_armed => break,
+            }
+        }
+        drop(pending);
+        let mut missing: Vec<MissingShard> = results
+            .iter()
             .filter_map(|(shard, node, r)| {
-                r.err().map(|reason| MissingShard { shard, node, reason })
+                r.as_ref().err().map(|reason| MissingShard {
+                    shard: *shard,
+                    node: *node,
+                    reason: reason.clone(),
+                })
             })
             .collect();
+        for (index, &node) in nodes.iter().enumerate() {
+            let shard = ShardId { object, chunk, index: index as u8 };
+            if !results.iter().any(|r| r.0 == shard) {
+                let reason = format!("no answer within {:?} after the quorum", self.hedge_after);
+                missing.push(MissingShard { shard, node, reason });
+            }
+        }
         if durable < quorum {
             return Err(DataError::QuorumNotMet {
                 chunk,
@@ -454,7 +525,11 @@ impl DataPath {
                 errors,
             });
         }
-        if !errors.is_empty() {
+        if next > k {
+            self.observer.degraded_read();
+        }
+        if slots[..k].iter().any(Option::is_none) {
+            self.observer.reconstructed();
             tracing::debug!(chunk = l.chunk, ?errors, "chunk rebuilt from parity");
         }
         tokio::task::spawn_blocking(move || codec.reconstruct(slots, len))
@@ -500,8 +575,14 @@ impl DataPath {
         let node = l.nodes[index];
         let shard = ShardId { object: l.object, chunk: l.chunk, index: index as u8 };
         let addr = self.addr(node).map_err(|e| e.to_string())?;
-        let b =
-            self.client.get(addr, shard, 0, Some(l.shard_len)).await.map_err(|e| e.to_string())?;
+        let t = std::time::Instant::now();
+        let got = self.client.get(addr, shard, 0, Some(l.shard_len)).await;
+        self.observer.shard_op(node, "get", t.elapsed().as_secs_f64(), got.is_ok());
+        if let Err(ShardError::Corrupt { reason, .. }) = &got {
+            tracing::warn!(%shard, node, %reason, "corrupt shard; reading parity instead");
+            self.observer.corrupt_shard(node, shard, reason);
+        }
+        let b = got.map_err(|e| e.to_string())?;
         if b.len() as u64 != l.shard_len {
             return Err(format!(
                 "{shard} on node {node}: {} bytes, expected {}",

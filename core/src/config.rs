@@ -252,7 +252,12 @@ pub const MAX_INLINE_SIZE: u64 = 1 << 20;
 
 impl DistributedStorageConfig {
     /// A config with the defaults for everything but the paths.
-    pub fn new(cluster_file: PathBuf, tls_ca: PathBuf, tls_cert: PathBuf, tls_key: PathBuf) -> Self {
+    pub fn new(
+        cluster_file: PathBuf,
+        tls_ca: PathBuf,
+        tls_cert: PathBuf,
+        tls_key: PathBuf,
+    ) -> Self {
         Self {
             cluster_file,
             tls_ca,

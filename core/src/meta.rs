@@ -214,6 +214,36 @@ pub struct RingRecord {
     pub virtual_nodes: u32,
 }
 
+/// A write in progress: the gateway commits one before it puts the first
+/// shard of a new owner id (object version or multipart part), so shards of
+/// a write whose gateway died are never leaked — the collector finds them
+/// by owner id. Committing a record that references the owner drops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRecord {
+    /// Owner id of the shards being written ([`ChunkLayout::object`]).
+    pub owner: u128,
+    /// Bucket written to.
+    pub bucket: String,
+    /// Key written to.
+    pub key: String,
+    /// When the write began, ms since the epoch (log time).
+    pub started_ms: u64,
+}
+
+/// Shards no record references any more: their owner's reference count
+/// fell to zero. The gateway that freed them deletes them at once; entries
+/// stay here until every shard's delete succeeded, so a failed delete is
+/// retried by the collector instead of leaking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarbageRecord {
+    /// Owner id of the shards.
+    pub owner: u128,
+    /// The chunks (and so shards) to delete.
+    pub chunks: Vec<ChunkLayout>,
+    /// When they became garbage, ms since the epoch (log time).
+    pub since_ms: u64,
+}
+
 /// Condition a write of an object record must meet (compare-and-set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Precondition {
@@ -257,6 +287,19 @@ pub enum Command {
     SetRing { members: Vec<RingMember>, virtual_nodes: u32 },
     /// Does nothing (benchmarks, liveness probes through the log).
     Noop,
+    /// Announces a write of shards under a new owner id (see
+    /// [`IntentRecord`]); replied with `Done`.
+    RecordIntent(IntentRecord),
+    /// Ends an intent whose write will not commit (it failed, or its
+    /// gateway is gone). When no record references the owner, the owner
+    /// becomes garbage to sweep (a [`GarbageRecord`] with no chunks: every
+    /// shard of the owner, found by listing the nodes) and no later record
+    /// may reference it. Replied with `Freed`.
+    AbandonIntent { owner: u128 },
+    /// Drops garbage entries once their shards are deleted: single chunks
+    /// as `(owner, chunk)`, and whole owners after a sweep. Replied with
+    /// `Done`.
+    ForgetGarbage { chunks: Vec<(u128, u32)>, owners: Vec<u128> },
 }
 
 /// One S3 listing request (ListObjectsV2 semantics).
@@ -321,6 +364,9 @@ pub enum Query {
     StorageClasses,
     /// The committed ring.
     Ring,
+    /// Garbage and intents to collect, oldest owners first, at most
+    /// `limit` of each.
+    Garbage { limit: u32 },
 }
 
 /// Answer to a command or a query.
@@ -348,6 +394,14 @@ pub enum Reply {
     StorageClasses(Vec<StorageClassRecord>),
     /// The ring (None before the first commit of one).
     Ring(Option<RingRecord>),
+    /// A write that dropped references applied: the object version it
+    /// replaced or removed (if any) and the chunks no record references
+    /// any more (also kept as [`GarbageRecord`]s until forgotten). Sent
+    /// for `PutObject`, `DeleteObject`, `PutPart`, `CompleteUpload` and
+    /// `AbortUpload`.
+    Freed { replaced: Option<u128>, freed: Vec<GarbageRecord> },
+    /// What the collector should look at.
+    Garbage { freed: Vec<GarbageRecord>, intents: Vec<IntentRecord> },
 }
 
 /// Why a metadata operation failed.
@@ -394,6 +448,11 @@ pub enum MetaError {
     /// Anything else on the node.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A record referenced shards whose owner is neither referenced nor
+    /// being written (a copy raced with the source's delete); retry with
+    /// the source's current record.
+    #[error("chunks of owner {0:032x} are no longer stored")]
+    ChunksGone(u128),
 }
 
 /// A metadata request on the wire (body of a v2 `Meta` frame).

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use crate::certs::node_name;
 use crate::client::NodeAddr;
 use crate::meta::{
-    self, BucketRecord, Command, ListPage, ListRequest, MetaError, MetaRequest, MetaResult,
-    ObjectRecord, Precondition, Query, Reply,
+    self, BucketRecord, Command, GarbageRecord, ListPage, ListRequest, MetaError, MetaRequest,
+    MetaResult, ObjectRecord, Precondition, Query, Reply,
 };
 use crate::transport::{Connector, TlsMaterial, TransportError};
 use crate::wire::{self, MetaFrameRequest, MetaFrameResponse};
@@ -298,35 +298,34 @@ impl MetaClient {
     }
 
     /// Writes an object record if `expect` holds; returns the replaced
-    /// version.
+    /// version and the chunks nothing references any more.
     pub async fn put_object(
         &self,
         bucket: &str,
         key: &str,
         record: ObjectRecord,
         expect: Precondition,
-    ) -> Result<Option<u128>, MetaError> {
+    ) -> Result<Freed, MetaError> {
         let cmd = Command::PutObject { bucket: bucket.into(), key: key.into(), record, expect };
-        match self.write(cmd).await? {
-            Reply::Replaced(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        freed(self.write(cmd).await?)
     }
 
-    /// Removes an object record if `expect` holds.
+    /// Removes an object record if `expect` holds; returns the removed
+    /// version and the chunks nothing references any more.
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
         expect: Precondition,
-    ) -> Result<Option<u128>, MetaError> {
-        match self
-            .write(Command::DeleteObject { bucket: bucket.into(), key: key.into(), expect })
-            .await?
-        {
-            Reply::Replaced(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+    ) -> Result<Freed, MetaError> {
+        let cmd = Command::DeleteObject { bucket: bucket.into(), key: key.into(), expect };
+        freed(self.write(cmd).await?)
+    }
+
+    /// Applies a command answered with [`Reply::Freed`] (object and part
+    /// writes, deletes, completes, aborts, abandoned intents).
+    pub async fn write_freeing(&self, command: Command) -> Result<Freed, MetaError> {
+        freed(self.write(command).await?)
     }
 
     /// The record of one object (linearizable).
@@ -343,6 +342,23 @@ impl MetaClient {
             Reply::Page(p) => Ok(p),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+/// What a write that drops references answers: the version it replaced
+/// and the chunks that became garbage (see [`Reply::Freed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// The object version replaced or removed, if any.
+    pub replaced: Option<u128>,
+    /// Chunks to delete, by owner.
+    pub freed: Vec<GarbageRecord>,
+}
+
+fn freed(r: Reply) -> Result<Freed, MetaError> {
+    match r {
+        Reply::Freed { replaced, freed } => Ok(Freed { replaced, freed }),
+        other => Err(unexpected(other)),
     }
 }
 

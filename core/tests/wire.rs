@@ -2,7 +2,8 @@
 //! (plus the v1 metadata record samples).
 
 use predastore_core::meta::{
-    self, ChunkLayout, Command, ListRequest, MetaRequest, ObjectRecord, Precondition, Query,
+    self, ChunkLayout, Command, GarbageRecord, IntentRecord, ListRequest, MetaError, MetaRequest,
+    MetaResult, ObjectRecord, Precondition, Query, Reply,
 };
 use predastore_core::shard::{ShardId, ShardInfo, Usage};
 use predastore_core::wire::{
@@ -236,6 +237,49 @@ fn sample_meta() -> Vec<MetaRequest> {
             }),
             linearizable: true,
         },
+        MetaRequest::Write {
+            request_id: 43,
+            command: Command::RecordIntent(IntentRecord {
+                owner: 0xfeed,
+                bucket: "photos".into(),
+                key: "2024/b.mp4".into(),
+                started_ms: 1_760_000_000_001,
+            }),
+        },
+        MetaRequest::Write { request_id: 44, command: Command::AbandonIntent { owner: 0xfeed } },
+        MetaRequest::Write {
+            request_id: 45,
+            command: Command::ForgetGarbage { chunks: vec![(0xfeed, 2)], owners: vec![0xbeef] },
+        },
+        MetaRequest::Read { query: Query::Garbage { limit: 256 }, linearizable: true },
+    ]
+}
+
+/// Replies added after the first release of version 1 (appended variants).
+fn sample_meta_replies() -> Vec<MetaResult> {
+    let chunk = ChunkLayout {
+        object: 0xfeed,
+        chunk: 0,
+        len: 10,
+        data_shards: 2,
+        parity_shards: 1,
+        shard_len: 5,
+        nodes: vec![1, 2, 3],
+        ring_epoch: 1,
+    };
+    let garbage = GarbageRecord { owner: 0xfeed, chunks: vec![chunk], since_ms: 5 };
+    vec![
+        Ok(Reply::Freed { replaced: Some(9), freed: vec![garbage.clone()] }),
+        Ok(Reply::Garbage {
+            freed: vec![garbage],
+            intents: vec![IntentRecord {
+                owner: 1,
+                bucket: "b".into(),
+                key: "k".into(),
+                started_ms: 2,
+            }],
+        }),
+        Err(MetaError::ChunksGone(0xfeed)),
     ]
 }
 
@@ -246,6 +290,7 @@ async fn stored_v2_and_meta_samples_decode() {
     let req_path = format!("{DATA}/wire-v2-requests.bin");
     let resp_path = format!("{DATA}/wire-v2-responses.bin");
     let meta_path = format!("{DATA}/meta-v1-requests.bin");
+    let replies_path = format!("{DATA}/meta-v1-replies.bin");
     if std::env::var_os("UPDATE_SAMPLES").is_some() {
         let cat = |fs: Vec<bytes::Bytes>| fs.concat();
         std::fs::write(&req_path, cat(sample_v2_requests().iter().map(|r| r.encode()).collect()))
@@ -259,6 +304,13 @@ async fn stored_v2_and_meta_samples_decode() {
             m.extend_from_slice(&b);
         }
         std::fs::write(&meta_path, m).unwrap();
+        let mut m = Vec::new();
+        for r in sample_meta_replies() {
+            let b = meta::encode(&r);
+            m.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            m.extend_from_slice(&b);
+        }
+        std::fs::write(&replies_path, m).unwrap();
     }
     let v2 = |path: String| async move {
         let raw = std::fs::read(path).unwrap();
@@ -284,6 +336,15 @@ async fn stored_v2_and_meta_samples_decode() {
         r = &r[4 + n..];
     }
     assert_eq!(got, sample_meta());
+    let raw = std::fs::read(replies_path).unwrap();
+    let mut r = &raw[..];
+    let mut got = Vec::new();
+    while !r.is_empty() {
+        let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
+        got.push(meta::decode::<MetaResult>(&r[4..4 + n]).unwrap());
+        r = &r[4 + n..];
+    }
+    assert_eq!(got, sample_meta_replies());
     // A v1 reader refuses v2 frames by version, not by guessing.
     let f = MetaFrameRequest::Meta { len: 1 }.encode();
     assert!(matches!(

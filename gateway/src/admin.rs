@@ -60,10 +60,12 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
+    if !s.ready.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    } else if !s.backend.ready().await {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the gateway: requests by operation and status,
-//! latency histograms, bytes in and out, corruption detected. One registry
-//! per process, rendered as text on the admin listener's `/metrics`.
+//! latency histograms, bytes in and out, corruption detected, and for the
+//! distributed backend per-node shard latency, degraded reads,
+//! reconstructions and write-quorum failures. One registry per process,
+//! rendered as text on the admin listener's `/metrics`.
 
 use std::sync::OnceLock;
 
@@ -22,6 +24,13 @@ struct OpLabels {
     operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabels {
+    node: String,
+    op: String,
+    outcome: String,
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +40,11 @@ pub struct Metrics {
     bytes_out: Counter,
     in_flight: Gauge,
     corruption: Counter,
+    shard_latency: Family<ShardLabels, Histogram>,
+    degraded_reads: Counter,
+    reconstructions: Counter,
+    /// Distributed PUTs that failed below their write quorum.
+    pub quorum_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -62,7 +76,45 @@ impl Metrics {
             "Reads that found stored data failing its checksum",
             corruption.clone(),
         );
-        Self { registry, requests, latency, bytes_in, bytes_out, in_flight, corruption }
+        let shard_latency = Family::<ShardLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let degraded_reads = Counter::default();
+        let reconstructions = Counter::default();
+        let quorum_failures = Counter::default();
+        registry.register(
+            "shard_duration_seconds",
+            "Shard puts and gets by node and outcome (distributed mode)",
+            shard_latency.clone(),
+        );
+        registry.register(
+            "degraded_reads",
+            "Chunk reads that needed a shard beyond the first choice",
+            degraded_reads.clone(),
+        );
+        registry.register(
+            "reconstructions",
+            "Chunks rebuilt from parity because a data shard was unusable",
+            reconstructions.clone(),
+        );
+        registry.register(
+            "quorum_failures",
+            "Writes refused because too few shards became durable",
+            quorum_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            in_flight,
+            corruption,
+            shard_latency,
+            degraded_reads,
+            reconstructions,
+            quorum_failures,
+        }
     }
 
     pub fn observe(&self, operation: &str, status: u16, seconds: f64) {
@@ -92,6 +144,35 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Feeds the data path's events into the process-wide metrics.
+pub struct DataPathMetrics;
+
+impl predastore_core::chunks::Observer for DataPathMetrics {
+    fn shard_op(&self, node: u64, op: &'static str, seconds: f64, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        global()
+            .shard_latency
+            .get_or_create(&ShardLabels {
+                node: node.to_string(),
+                op: op.into(),
+                outcome: outcome.into(),
+            })
+            .observe(seconds);
+    }
+
+    fn degraded_read(&self) {
+        global().degraded_reads.inc();
+    }
+
+    fn reconstructed(&self) {
+        global().reconstructions.inc();
+    }
+
+    fn corrupt_shard(&self, _node: u64, _shard: predastore_core::shard::ShardId, _reason: &str) {
+        global().corruption.inc();
     }
 }
 

@@ -7,9 +7,11 @@
 //! memory. Errors are typed ([`BackendError`]) and mapped to S3 error codes
 //! in exactly one place (`crate::s3::error`).
 
+pub mod distributed;
 pub mod fs;
 pub mod listing;
 pub mod registry;
+pub mod rules;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -75,6 +77,9 @@ pub enum BackendError {
     BodyRead(std::io::Error),
     #[error("write quorum not met: {acked} of {needed} shards")]
     QuorumNotMet { acked: usize, needed: usize },
+    /// The cluster cannot serve this now (no Raft leader, too few nodes).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data for {bucket}/{key} failed its checksum")]
     Corrupt { bucket: String, key: String },
     #[error("storage I/O error: {0}")]
@@ -342,6 +347,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Name the registry knows this backend by (`fs`, `distributed`).
     fn kind(&self) -> &'static str;
 
+    /// Storage class names a PUT may ask for (`x-amz-storage-class`);
+    /// anything else is refused with InvalidStorageClass.
+    fn storage_classes(&self) -> Vec<String> {
+        vec!["STANDARD".into()]
+    }
+
+    /// Whether the backend can serve requests now (`/readyz`): the
+    /// distributed backend needs a reachable Raft leader.
+    async fn ready(&self) -> bool {
+        true
+    }
+
     async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()>;
     async fn delete_bucket(&self, bucket: &str) -> Result<()>;
     async fn bucket(&self, bucket: &str) -> Result<BucketInfo>;
@@ -377,6 +394,35 @@ pub trait Backend: Send + Sync + 'static {
         tags: Vec<(String, String)>,
     ) -> Result<()>;
     async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+
+    /// CopyObject without moving bytes, when the backend can share the
+    /// source's stored data: the source's current version must still have
+    /// ETag `src_etag` (the one whose copy conditions were checked).
+    /// `Ok(None)` means "not this way": the caller streams the copy.
+    async fn copy_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        opts: &PutOptions,
+    ) -> Result<Option<ObjectInfo>> {
+        let _ = (src, src_etag, dst, opts);
+        Ok(None)
+    }
+
+    /// UploadPartCopy of a whole source object without moving bytes, as
+    /// [`Backend::copy_by_reference`].
+    async fn copy_part_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        upload_id: &str,
+        part_number: u32,
+    ) -> Result<Option<PartInfo>> {
+        let _ = (src, src_etag, dst, upload_id, part_number);
+        Ok(None)
+    }
 
     async fn create_multipart(
         &self,

@@ -27,6 +27,12 @@ impl Registry {
                 Ok(Arc::new(b) as Arc<dyn Backend>)
             })
         });
+        r.register("distributed", |c| {
+            Box::pin(async move {
+                let b = super::distributed::DistributedBackend::open(c).await?;
+                Ok(Arc::new(b) as Arc<dyn Backend>)
+            })
+        });
         r
     }
 

@@ -66,7 +66,7 @@ pub async fn copy_object(
         i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
     let replace_tags =
         i.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
-    let new_class = storage_class(i.storage_class.as_ref())?;
+    let new_class = storage_class(f, i.storage_class.as_ref())?;
     if src_bucket == i.bucket && src_key == i.key && !replace_meta && new_class.is_none() {
         return Err(s3_error!(
             InvalidRequest,
@@ -111,7 +111,15 @@ pub async fn copy_object(
             ..Default::default()
         },
     };
-    let info = f.backend.put_object(&i.bucket, &i.key, got.body, opts).await.or_s3()?;
+    let by_ref = f
+        .backend
+        .copy_by_reference((&src_bucket, &src_key), &src.etag, (&i.bucket, &i.key), &opts)
+        .await
+        .or_s3()?;
+    let info = match by_ref {
+        Some(info) => info,
+        None => f.backend.put_object(&i.bucket, &i.key, got.body, opts).await.or_s3()?,
+    };
     let mut result = CopyObjectResult {
         e_tag: Some(etag(&info.etag)),
         last_modified: Some(ts(info.last_modified)),
@@ -161,18 +169,30 @@ pub async fn upload_part_copy(
         i.copy_source_if_unmodified_since.as_ref(),
     )?;
     let len = got.range.as_ref().map_or(got.info.size, |r| r.end - r.start);
-    let check = BodyCheck { max_size: Some(f.limits.max_object_size), ..Default::default() };
-    let part = f
-        .backend
-        .upload_part(
-            &i.bucket,
-            &i.key,
-            &i.upload_id,
-            n,
-            PartBody { stream: got.body, size: Some(len), check },
-        )
-        .await
-        .or_s3()?;
+    let by_ref = if len == got.info.size {
+        let (src, dst) =
+            ((src_bucket.as_str(), src_key.as_str()), (i.bucket.as_str(), i.key.as_str()));
+        f.backend.copy_part_by_reference(src, &got.info.etag, dst, &i.upload_id, n).await.or_s3()?
+    } else {
+        None
+    };
+    let part = match by_ref {
+        Some(part) => part,
+        None => {
+            let check =
+                BodyCheck { max_size: Some(f.limits.max_object_size), ..Default::default() };
+            f.backend
+                .upload_part(
+                    &i.bucket,
+                    &i.key,
+                    &i.upload_id,
+                    n,
+                    PartBody { stream: got.body, size: Some(len), check },
+                )
+                .await
+                .or_s3()?
+        }
+    };
     let mut result = CopyPartResult {
         e_tag: Some(etag(&part.etag)),
         last_modified: Some(ts(part.last_modified)),

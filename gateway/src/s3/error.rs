@@ -74,7 +74,10 @@ pub fn to_s3(err: BackendError) -> S3Error {
             "Your socket connection to the server was not read from or written to within the timeout period.".into(),
         ),
         B::BodyRead(e) => (C::IncompleteBody, format!("The request body could not be read: {e}")),
-        B::QuorumNotMet { .. } => (C::ServiceUnavailable, "Please reduce your request rate.".into()),
+        B::QuorumNotMet { .. } | B::Unavailable(_) => {
+            tracing::warn!(error = %err, "storage unavailable");
+            (C::ServiceUnavailable, "Please reduce your request rate.".into())
+        }
         B::Corrupt { .. } | B::Io(_) | B::Internal(_) => {
             tracing::error!(error = %err, "internal storage error");
             (C::InternalError, "We encountered an internal error. Please try again.".into())

@@ -113,10 +113,12 @@ pub(crate) fn user_meta(
 }
 
 /// The storage classes fs mode offers (one tier: everything is STANDARD).
-pub(crate) fn storage_class(sc: Option<&StorageClass>) -> S3Result<Option<String>> {
+pub(crate) fn storage_class(f: &Front, sc: Option<&StorageClass>) -> S3Result<Option<String>> {
     match sc.map(StorageClass::as_str) {
         None => Ok(None),
-        Some(StorageClass::STANDARD) => Ok(Some(StorageClass::STANDARD.into())),
+        Some(name) if f.backend.storage_classes().iter().any(|c| c == name) => {
+            Ok(Some(name.to_string()))
+        }
         Some(_) => {
             Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid"))
         }

@@ -28,7 +28,7 @@ pub async fn create(
             i.expires.as_ref(),
         ),
         user_meta: user_meta(i.metadata)?,
-        storage_class: storage_class(i.storage_class.as_ref())?,
+        storage_class: storage_class(f, i.storage_class.as_ref())?,
         tags: parse_tagging_header(i.tagging.as_deref())?,
         checksum_algorithm: i.checksum_algorithm.as_ref().map(|a| a.as_str().to_string()),
     };

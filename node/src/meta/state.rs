@@ -15,6 +15,19 @@
 //! | `r` | [`RingRecord`] |
 //! | `d/` request id (u128 BE) | [`Dedup`]: the first outcome of a write |
 //! | `t/` time ms (u64 BE) request id (u128 BE) | empty: expiry index of `d/` |
+//! | `x/` owner (u128 BE) chunk (u32 BE) | `u64`: records referencing that chunk |
+//! | `i/` owner (u128 BE) | [`meta::IntentRecord`]: shards being written |
+//! | `g/` owner (u128 BE) | [`GarbageRecord`]: shards to delete |
+//!
+//! # Chunk references
+//!
+//! Object and part records name their chunks by (owner, chunk). Each
+//! committed record holds one reference per chunk (`x/`); a record may only
+//! reference a chunk that is referenced already (a copy) or whose owner has
+//! an open intent (a fresh write). When a command drops the last reference
+//! to a chunk it moves the chunk to `g/` and returns it in
+//! [`Reply::Freed`], so shards are deleted exactly when nothing can read
+//! them any more and a failed delete stays on record.
 //!
 //! Keys starting with `s/` belong to the store (applied log id, membership).
 //!
@@ -26,9 +39,9 @@ use std::collections::BTreeMap;
 
 use predastore_core::config::validate_bucket_name;
 use predastore_core::meta::{
-    self, BucketRecord, CodecError, Command, ListEntry, ListPage, ListRequest, MAX_KEYS, MetaError,
-    MetaResult, MultipartUpload, ObjectRecord, PartRecord, Precondition, Query, Reply, RingRecord,
-    StorageClassRecord,
+    self, BucketRecord, ChunkLayout, CodecError, Command, GarbageRecord, ListEntry, ListPage,
+    ListRequest, MAX_KEYS, MetaError, MetaResult, MultipartUpload, ObjectRecord, PartRecord,
+    Precondition, Query, Reply, RingRecord, StorageClassRecord,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,6 +139,18 @@ fn dedup_key(id: u128) -> Vec<u8> {
 }
 fn expiry_key(time_ms: u64, id: u128) -> Vec<u8> {
     cat(&[b"t/", &time_ms.to_be_bytes(), &id.to_be_bytes()])
+}
+fn ref_key(owner: u128, chunk: u32) -> Vec<u8> {
+    cat(&[b"x/", &owner.to_be_bytes(), &chunk.to_be_bytes()])
+}
+fn refs_prefix(owner: u128) -> Vec<u8> {
+    cat(&[b"x/", &owner.to_be_bytes()])
+}
+fn intent_key(owner: u128) -> Vec<u8> {
+    cat(&[b"i/", &owner.to_be_bytes()])
+}
+fn garbage_key(owner: u128) -> Vec<u8> {
+    cat(&[b"g/", &owner.to_be_bytes()])
 }
 /// Prefix of keys owned by the store, not the state machine.
 pub const SYSTEM_PREFIX: &[u8] = b"s/";
@@ -240,7 +265,7 @@ fn apply_proposal(ov: &mut Overlay<'_>, p: &Proposal) -> Result<MetaResult, KvEr
     if let Some(d) = read::<Dedup>(ov, &dk)? {
         return Ok(d.outcome);
     }
-    let outcome = apply_command(ov, &p.command)?;
+    let outcome = apply_command(ov, &p.command, p.time_ms)?;
     ov.put(dk, &Dedup { time_ms: p.time_ms, outcome: outcome.clone() });
     ov.writes.insert(expiry_key(p.time_ms, p.request_id), Some(Vec::new()));
     Ok(outcome)
@@ -302,7 +327,7 @@ macro_rules! fail {
     };
 }
 
-fn apply_command(ov: &mut Overlay<'_>, c: &Command) -> Result<MetaResult, KvError> {
+fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaResult, KvError> {
     match c {
         Command::Noop => Ok(Ok(Reply::Done)),
         Command::CreateBucket(b) => {
@@ -336,18 +361,25 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command) -> Result<MetaResult, KvErro
             let k = object_key(bucket, key);
             let cur = read::<ObjectRecord>(ov, &k)?;
             fail!(check(bucket, key, cur.as_ref(), *expect));
+            fail!(take_refs(ov, &record.chunks)?);
+            let mut freed = Freed::default();
+            if let Some(c) = &cur {
+                drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
+            }
             ov.put(k, record);
-            Ok(Ok(Reply::Replaced(cur.map(|c| c.version_id))))
+            Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
         }
         Command::DeleteObject { bucket, key, expect } => {
             fail!(need_bucket(ov, bucket)?);
             let k = object_key(bucket, key);
             let cur = read::<ObjectRecord>(ov, &k)?;
             fail!(check(bucket, key, cur.as_ref(), *expect));
-            if cur.is_some() {
+            let mut freed = Freed::default();
+            if let Some(c) = &cur {
+                drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
                 ov.del(k);
             }
-            Ok(Ok(Reply::Replaced(cur.map(|c| c.version_id))))
+            Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
         }
         Command::CreateUpload(u) => {
             fail!(need_bucket(ov, &u.bucket)?);
@@ -369,21 +401,69 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command) -> Result<MetaResult, KvErro
                 ))));
             }
             fail!(need_upload(ov, bucket, upload_id)?);
-            ov.put(part_key(bucket, upload_id, part.part_number), part);
-            Ok(Ok(Reply::Done))
+            fail!(take_refs(ov, &part.chunks)?);
+            let pk = part_key(bucket, upload_id, part.part_number);
+            let mut freed = Freed::default();
+            if let Some(old) = read::<PartRecord>(ov, &pk)? {
+                drop_refs(ov, &old.chunks, now_ms, &mut freed)?;
+            }
+            ov.put(pk, part);
+            Ok(Ok(freed.reply(None)))
         }
         Command::CompleteUpload { bucket, upload_id, record, expect } => {
             let u = fail!(need_upload(ov, bucket, upload_id)?);
             let k = object_key(bucket, &u.key);
             let cur = read::<ObjectRecord>(ov, &k)?;
             fail!(check(bucket, &u.key, cur.as_ref(), *expect));
-            drop_upload(ov, bucket, upload_id)?;
+            // References first, so chunks moving from parts to the object
+            // never drop to zero.
+            fail!(take_refs(ov, &record.chunks)?);
+            let mut freed = Freed::default();
+            drop_upload(ov, bucket, upload_id, now_ms, &mut freed)?;
+            if let Some(c) = &cur {
+                drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
+            }
             ov.put(k, record);
-            Ok(Ok(Reply::Replaced(cur.map(|c| c.version_id))))
+            Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
         }
         Command::AbortUpload { bucket, upload_id } => {
             fail!(need_upload(ov, bucket, upload_id)?);
-            drop_upload(ov, bucket, upload_id)?;
+            let mut freed = Freed::default();
+            drop_upload(ov, bucket, upload_id, now_ms, &mut freed)?;
+            Ok(Ok(freed.reply(None)))
+        }
+        Command::RecordIntent(i) => {
+            ov.put(intent_key(i.owner), i);
+            Ok(Ok(Reply::Done))
+        }
+        Command::AbandonIntent { owner } => {
+            ov.del(intent_key(*owner));
+            let mut freed = Freed::default();
+            if ov.keys_with_prefix(&refs_prefix(*owner), 1)?.is_empty() {
+                // Nothing references the owner: sweep all its shards.
+                let g = GarbageRecord { owner: *owner, chunks: Vec::new(), since_ms: now_ms };
+                ov.put(garbage_key(*owner), &g);
+                freed.0.push(g);
+            }
+            Ok(Ok(freed.reply(None)))
+        }
+        Command::ForgetGarbage { chunks, owners } => {
+            for o in owners {
+                ov.del(garbage_key(*o));
+            }
+            for (owner, chunk) in chunks {
+                let gk = garbage_key(*owner);
+                if let Some(mut g) = read::<GarbageRecord>(ov, &gk)?
+                    && !g.chunks.is_empty()
+                {
+                    g.chunks.retain(|c| c.chunk != *chunk);
+                    if g.chunks.is_empty() {
+                        ov.del(gk);
+                    } else {
+                        ov.put(gk, &g);
+                    }
+                }
+            }
             Ok(Ok(Reply::Done))
         }
         Command::PutStorageClass(c) => {
@@ -439,11 +519,101 @@ fn need_upload(
     }))
 }
 
-fn drop_upload(ov: &mut Overlay<'_>, bucket: &str, upload_id: &str) -> Result<(), KvError> {
-    for k in ov.keys_with_prefix(&parts_prefix(bucket, upload_id), usize::MAX)? {
+fn drop_upload(
+    ov: &mut Overlay<'_>,
+    bucket: &str,
+    upload_id: &str,
+    now_ms: u64,
+    freed: &mut Freed,
+) -> Result<(), KvError> {
+    let prefix = parts_prefix(bucket, upload_id);
+    let end = prefix_end(&prefix);
+    let mut parts = Vec::new();
+    ov.range(&prefix, end.as_deref(), &mut |k, v| {
+        parts.push((k.to_vec(), dec::<PartRecord>(k, v)?));
+        Ok(true)
+    })?;
+    for (k, p) in parts {
+        drop_refs(ov, &p.chunks, now_ms, freed)?;
         ov.del(k);
     }
     ov.del(upload_key(bucket, upload_id));
+    Ok(())
+}
+
+/// Chunks a command freed, grouped by owner.
+#[derive(Default)]
+struct Freed(Vec<GarbageRecord>);
+
+impl Freed {
+    fn reply(self, replaced: Option<u128>) -> Reply {
+        Reply::Freed { replaced, freed: self.0 }
+    }
+}
+
+/// Adds one reference per chunk of a record being committed. Every chunk
+/// must be referenced already or belong to an owner being written;
+/// otherwise its shards may be deleted already and the record would point
+/// at nothing.
+fn take_refs(
+    ov: &mut Overlay<'_>,
+    chunks: &[ChunkLayout],
+) -> Result<Result<(), MetaError>, KvError> {
+    for c in chunks {
+        if ov.get(&ref_key(c.object, c.chunk))?.is_none()
+            && ov.get(&intent_key(c.object))?.is_none()
+        {
+            return Ok(Err(MetaError::ChunksGone(c.object)));
+        }
+    }
+    // One at a time through the overlay: a record may name a chunk twice.
+    for c in chunks {
+        let rk = ref_key(c.object, c.chunk);
+        let n = read::<u64>(ov, &rk)?.unwrap_or(0);
+        ov.put(rk, &(n + 1));
+    }
+    // The write committed: its owners are referenced, no longer pending.
+    for c in chunks {
+        ov.del(intent_key(c.object));
+    }
+    Ok(Ok(()))
+}
+
+/// Drops one reference per chunk of a record going away; chunks left with
+/// none become garbage.
+fn drop_refs(
+    ov: &mut Overlay<'_>,
+    chunks: &[ChunkLayout],
+    now_ms: u64,
+    freed: &mut Freed,
+) -> Result<(), KvError> {
+    for c in chunks {
+        let rk = ref_key(c.object, c.chunk);
+        let n = read::<u64>(ov, &rk)?.unwrap_or(0);
+        if n > 1 {
+            ov.put(rk, &(n - 1));
+            continue;
+        }
+        ov.del(rk);
+        let gk = garbage_key(c.object);
+        let mut g = read::<GarbageRecord>(ov, &gk)?.unwrap_or(GarbageRecord {
+            owner: c.object,
+            chunks: Vec::new(),
+            since_ms: now_ms,
+        });
+        if !g.chunks.iter().any(|x| x.chunk == c.chunk) {
+            g.chunks.push(c.clone());
+        }
+        ov.put(gk, &g);
+        match freed.0.iter_mut().find(|f| f.owner == c.object) {
+            Some(f) => f.chunks.push(c.clone()),
+            None => freed.0.push(GarbageRecord {
+                owner: c.object,
+                chunks: vec![c.clone()],
+                since_ms: now_ms,
+            }),
+        }
+    }
     Ok(())
 }
 
@@ -501,6 +671,10 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
             Ok(Reply::StorageClasses(scan::<StorageClassRecord>(kv, b"c/", usize::MAX)?))
         }
         Query::Ring => Ok(Reply::Ring(read(kv, RING_KEY)?)),
+        Query::Garbage { limit } => {
+            let limit = (*limit).clamp(1, MAX_KEYS) as usize;
+            Ok(Reply::Garbage { freed: scan(kv, b"g/", limit)?, intents: scan(kv, b"i/", limit)? })
+        }
     })
 }
 
@@ -581,6 +755,7 @@ pub fn list(kv: &dyn KvRead, req: &ListRequest) -> Result<Result<ListPage, MetaE
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use predastore_core::meta::IntentRecord;
 
     /// An in-memory [`KvRead`] for unit tests.
     #[derive(Default)]
@@ -662,18 +837,162 @@ pub(crate) mod tests {
             (4, 10, put("a", 102, Precondition::VersionIs(100))),
         ]);
         assert_eq!(r[0], Ok(Reply::Done));
-        assert_eq!(r[1], Ok(Reply::Replaced(None)));
+        assert_eq!(r[1], Ok(Reply::Freed { replaced: None, freed: vec![] }));
         assert!(matches!(r[2], Err(MetaError::PreconditionFailed { current: Some(100), .. })));
-        assert_eq!(r[3], Ok(Reply::Replaced(Some(100))));
+        assert_eq!(r[3], Ok(Reply::Freed { replaced: Some(100), freed: vec![] }));
         // A retried request id returns its first outcome and changes nothing.
         let again = kv.apply(vec![(2, 11, put("a", 100, Precondition::Absent))]);
-        assert_eq!(again[0], Ok(Reply::Replaced(None)));
+        assert_eq!(again[0], Ok(Reply::Freed { replaced: None, freed: vec![] }));
         let got = query(&kv, &Query::GetObject { bucket: "bk1".into(), key: "a".into() });
         assert_eq!(got.unwrap(), Reply::Object(record(102)));
         // Past the TTL the id is forgotten.
         kv.apply(vec![(9, 10 + DEDUP_TTL_MS + 1, Command::Noop)]);
         assert!(!kv.0.contains_key(&dedup_key(2)));
         assert!(kv.0.contains_key(&dedup_key(9)));
+    }
+
+    fn chunk(owner: u128, n: u32) -> ChunkLayout {
+        ChunkLayout {
+            object: owner,
+            chunk: n,
+            len: 10,
+            data_shards: 2,
+            parity_shards: 1,
+            shard_len: 5,
+            nodes: vec![1, 2, 3],
+            ring_epoch: 1,
+        }
+    }
+
+    fn chunked(v: u128, chunks: Vec<ChunkLayout>) -> ObjectRecord {
+        ObjectRecord { chunks, inline: None, ..record(v) }
+    }
+
+    fn intent(owner: u128) -> Command {
+        Command::RecordIntent(IntentRecord {
+            owner,
+            bucket: "bk1".into(),
+            key: "k".into(),
+            started_ms: 5,
+        })
+    }
+
+    fn freed(r: &MetaResult) -> Vec<(u128, Vec<u32>)> {
+        match r {
+            Ok(Reply::Freed { freed, .. }) => freed
+                .iter()
+                .map(|g| (g.owner, g.chunks.iter().map(|c| c.chunk).collect()))
+                .collect(),
+            other => panic!("not Freed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunks_are_freed_when_their_last_reference_goes() {
+        let mut kv = MemKv::default();
+        let put_rec = |key: &str, rec: ObjectRecord| Command::PutObject {
+            bucket: "bk1".into(),
+            key: key.into(),
+            record: rec,
+            expect: Precondition::None,
+        };
+        let del = |key: &str| Command::DeleteObject {
+            bucket: "bk1".into(),
+            key: key.into(),
+            expect: Precondition::None,
+        };
+        let two = vec![chunk(7, 0), chunk(7, 1)];
+        let r = kv.apply(vec![
+            (1, 10, bucket("bk1")),
+            // No intent, no reference: the record would dangle.
+            (2, 10, put_rec("a", chunked(7, two.clone()))),
+            (3, 10, intent(7)),
+            (4, 10, put_rec("a", chunked(7, two.clone()))),
+            // A copy by reference, naming chunk 1 twice.
+            (5, 10, put_rec("b", chunked(8, vec![chunk(7, 1), chunk(7, 1)]))),
+        ]);
+        assert_eq!(r[1], Err(MetaError::ChunksGone(7)));
+        assert_eq!(freed(&r[3]), vec![]);
+        assert_eq!(freed(&r[4]), vec![]);
+        assert!(!kv.0.contains_key(&intent_key(7)), "the commit ends the intent");
+        // Replacing a: chunk 0 goes, chunk 1 is still b's.
+        let r = kv.apply(vec![(6, 20, put_rec("a", record(9)))]);
+        assert_eq!(freed(&r[0]), vec![(7, vec![0])]);
+        // Chunk 0 is gone: nothing may reference it again.
+        let r = kv.apply(vec![(7, 20, put_rec("c", chunked(10, vec![chunk(7, 0)])))]);
+        assert_eq!(r[0], Err(MetaError::ChunksGone(7)));
+        let r = kv.apply(vec![(8, 30, del("b"))]);
+        assert_eq!(freed(&r[0]), vec![(7, vec![1])]);
+        let g = query(&kv, &Query::Garbage { limit: 10 }).unwrap();
+        let Reply::Garbage { freed: g, intents } = g else { panic!() };
+        assert!(intents.is_empty());
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].chunks.iter().map(|c| c.chunk).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(g[0].since_ms, 20, "stamped when first freed");
+        kv.apply(vec![(9, 40, Command::ForgetGarbage { chunks: vec![(7, 0)], owners: vec![] })]);
+        let Reply::Garbage { freed: g, .. } = query(&kv, &Query::Garbage { limit: 10 }).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(g[0].chunks.iter().map(|c| c.chunk).collect::<Vec<_>>(), vec![1]);
+        kv.apply(vec![(10, 40, Command::ForgetGarbage { chunks: vec![(7, 1)], owners: vec![] })]);
+        assert!(!kv.0.keys().any(|k| k.starts_with(b"g/") || k.starts_with(b"x/")));
+    }
+
+    #[test]
+    fn abandoned_intents_become_sweeps_and_parts_free_on_complete() {
+        let mut kv = MemKv::default();
+        let up = MultipartUpload {
+            bucket: "bk1".into(),
+            key: "k".into(),
+            upload_id: "u1".into(),
+            created_ms: 1,
+            content_type: None,
+            user_metadata: BTreeMap::new(),
+            storage_class: "STANDARD".into(),
+            owner: "o".into(),
+        };
+        let part = |n: u32, owner: u128| Command::PutPart {
+            bucket: "bk1".into(),
+            upload_id: "u1".into(),
+            part: PartRecord {
+                part_number: n,
+                size: 10,
+                etag: "e".into(),
+                modified_ms: 1,
+                chunks: vec![chunk(owner, 0)],
+            },
+        };
+        let r = kv.apply(vec![
+            (1, 10, bucket("bk1")),
+            (2, 10, Command::CreateUpload(up)),
+            (3, 10, intent(21)),
+            (4, 10, part(1, 21)),
+            (5, 10, intent(22)),
+            (6, 10, part(2, 22)),
+            (7, 10, intent(23)),
+            // Part 2 again: the first upload of it is freed.
+            (8, 10, part(2, 23)),
+            (9, 10, intent(24)),
+            (10, 10, Command::AbandonIntent { owner: 24 }),
+            (11, 10, Command::AbandonIntent { owner: 21 }),
+        ]);
+        assert_eq!(freed(&r[7]), vec![(22, vec![0])]);
+        assert_eq!(freed(&r[9]), vec![(24, vec![])], "unreferenced: swept whole");
+        assert_eq!(freed(&r[10]), vec![], "referenced by part 1: nothing to sweep");
+        // Complete with part 2 only: part 1's chunk is freed.
+        let r = kv.apply(vec![(
+            12,
+            20,
+            Command::CompleteUpload {
+                bucket: "bk1".into(),
+                upload_id: "u1".into(),
+                record: chunked(30, vec![chunk(23, 0)]),
+                expect: Precondition::None,
+            },
+        )]);
+        assert_eq!(freed(&r[0]), vec![(21, vec![0])]);
+        assert_eq!(kv.0.get(&ref_key(23, 0)).map(|v| meta::decode::<u64>(v).unwrap()), Some(1));
     }
 
     #[test]
@@ -725,8 +1044,8 @@ pub(crate) mod tests {
         ]);
         assert_eq!(r[1], Err(MetaError::BucketExists("bk1".into())));
         assert_eq!(r[4], Err(MetaError::BucketNotEmpty("bk1".into())));
-        assert_eq!(r[5], Ok(Reply::Replaced(None)));
-        assert_eq!(r[6], Ok(Reply::Replaced(Some(7))));
+        assert_eq!(r[5], Ok(Reply::Freed { replaced: None, freed: vec![] }));
+        assert_eq!(r[6], Ok(Reply::Freed { replaced: Some(7), freed: vec![] }));
         assert_eq!(r[7], Ok(Reply::Done));
         assert!(kv.0.keys().all(|k| k.starts_with(b"d/") || k.starts_with(b"t/")));
         let m = |id| meta::RingMember { id, addr: format!("n{id}"), zone: None };

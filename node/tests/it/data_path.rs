@@ -242,12 +242,16 @@ async fn memory_is_bounded_while_a_node_stalls_and_a_failed_body_leaves_nothing(
             Ok::<_, std::io::Error>(data.slice(i * C / 2..(i + 1) * C / 2))
         })
     };
-    // Every chunk has a shard on node 0 (3 nodes, 3 shards): stopping it
-    // holds every chunk in flight until it resumes.
+    // Every chunk has a shard on node 0 (3 nodes, 3 shards): with a write
+    // quorum of all 3, stopping it holds every chunk in flight until it
+    // resumes.
     c.nodes[&0].signal("-STOP");
+    let all_three = Erasure { write_quorum: Some(3), ..class() };
     let task = {
         let dp = dp.clone();
-        tokio::spawn(async move { dp.write_object(lazy, 42, &class(), &ring(), "b", "big").await })
+        tokio::spawn(
+            async move { dp.write_object(lazy, 42, &all_three, &ring(), "b", "big").await },
+        )
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = pulled.load(Ordering::SeqCst);
@@ -279,4 +283,23 @@ async fn memory_is_bounded_while_a_node_stalls_and_a_failed_body_leaves_nothing(
         let (listed, _) = client.list(&c.addr(id), None, 1000).await.unwrap();
         assert!(listed.iter().all(|s| s.id.object != 43), "node {id}: {listed:?}");
     }
+}
+
+#[tokio::test]
+async fn a_stalled_node_does_not_stall_a_write_above_its_quorum() {
+    let c = Cluster::start(&[0, 1, 2], &[]).await;
+    let dp = data_path(&c).with_hedge_after(Duration::from_millis(300));
+    let data = bytes(6 * C, 3);
+    c.nodes[&2].signal("-STOP");
+    let t = std::time::Instant::now();
+    let w = write(&dp, 77, &data).await;
+    let took = t.elapsed();
+    c.nodes[&2].signal("-CONT");
+    let w = w.unwrap();
+    // Quorum 2 of 3: each chunk waits 300 ms for the stalled shard, then
+    // records it missing (chunks overlap, 4 in flight).
+    assert!(took < Duration::from_secs(5), "the write took {took:?}");
+    assert_eq!(w.missing.len(), 6, "{:?}", w.missing);
+    assert!(w.missing.iter().all(|m| m.node == 2));
+    assert_eq!(read(&dp, &w, 0..data.len() as u64, &data).await.unwrap(), data);
 }

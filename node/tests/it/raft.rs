@@ -97,11 +97,11 @@ async fn compare_and_set_and_retries_apply_once() {
     };
     assert_eq!(
         client.write_with_id(id, put(1, Precondition::Absent)).await,
-        Ok(Reply::Replaced(None))
+        Ok(Reply::Freed { replaced: None, freed: vec![] })
     );
     assert_eq!(
         client.write_with_id(id, put(1, Precondition::Absent)).await,
-        Ok(Reply::Replaced(None))
+        Ok(Reply::Freed { replaced: None, freed: vec![] })
     );
     assert!(matches!(
         client.write(put(2, Precondition::Absent)).await,
@@ -109,7 +109,10 @@ async fn compare_and_set_and_retries_apply_once() {
     ));
     // Version-checked replace, and a stale one loses.
     assert_eq!(
-        client.put_object("cas", "k", record(3, 1), Precondition::VersionIs(1)).await,
+        client
+            .put_object("cas", "k", record(3, 1), Precondition::VersionIs(1))
+            .await
+            .map(|f| f.replaced),
         Ok(Some(1))
     );
     assert!(matches!(
@@ -132,6 +135,7 @@ async fn compare_and_set_and_retries_apply_once() {
                 match client
                     .put_object("cas", "k", record(next, 1), Precondition::VersionIs(cur))
                     .await
+                    .map(|f| f.replaced)
                 {
                     Ok(Some(prev)) => {
                         assert_eq!(prev, cur);

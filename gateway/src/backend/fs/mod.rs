@@ -40,8 +40,6 @@ use super::listing::{self, ListEntry};
 use super::verify::{BodySummary, CheckedBody};
 use super::*;
 
-/// Longest key S3 accepts, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
 /// Read buffer for streaming objects out.
 const READ_CHUNK: usize = 256 << 10;
 /// Write buffer for streaming objects in.
@@ -410,18 +408,6 @@ fn create_managed(base: &Path, name: &str, public: bool) -> Result<Bucket> {
     load_managed(dir, rec)
 }
 
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() {
-        return Err(BackendError::InvalidKey { reason: "the key is empty".into() });
-    }
-    if key.len() > MAX_KEY_LEN {
-        return Err(BackendError::InvalidKey {
-            reason: format!("the key is {} bytes; the limit is {MAX_KEY_LEN}", key.len()),
-        });
-    }
-    Ok(())
-}
-
 /// Wraps a full-object read so the last chunk is only delivered once the
 /// CRC32C and length match the record; otherwise the stream fails (and the
 /// HTTP response is cut short) instead of handing out corrupt bytes.
@@ -563,7 +549,7 @@ impl Backend for FsBackend {
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         let b = self.get(bucket)?;
-        check_key(key)?;
+        rules::check_key(key)?;
         let k = key.to_string();
         let rec = blocking(move || b.load(&k)).await?;
         rec.map(|r| r.info).ok_or_else(|| no_such_key(bucket, key))
@@ -576,7 +562,7 @@ impl Backend for FsBackend {
         range: Option<ReadRange>,
     ) -> Result<GetResult> {
         let b = self.get(bucket)?;
-        check_key(key)?;
+        rules::check_key(key)?;
         // A concurrent replace may remove the data file between reading the
         // record and opening it; re-read the record then.
         for _ in 0..8 {
@@ -632,7 +618,7 @@ impl Backend for FsBackend {
         opts: PutOptions,
     ) -> Result<ObjectInfo> {
         let b = self.get(bucket)?;
-        check_key(key)?;
+        rules::check_key(key)?;
         if let Store::Directory { root } = &b.store {
             directory::key_path(root, key)?;
         }
@@ -653,7 +639,7 @@ impl Backend for FsBackend {
             key: key.into(),
             size: summary.size,
             etag: summary.md5_hex,
-            last_modified: now_millis(),
+            last_modified: rules::now_millis(),
             http: opts.http,
             user_meta: opts.user_meta,
             checksums: summary.checksums,
@@ -666,7 +652,7 @@ impl Backend for FsBackend {
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         let b = self.get(bucket)?;
-        check_key(key)?;
+        rules::check_key(key)?;
         let _guard = self.locks.lock(&Self::lock_name(bucket, key)).await;
         let key = key.to_string();
         blocking(move || {
@@ -693,7 +679,7 @@ impl Backend for FsBackend {
         tags: Vec<(String, String)>,
     ) -> Result<()> {
         let b = self.get(bucket)?;
-        check_key(key)?;
+        rules::check_key(key)?;
         let _guard = self.locks.lock(&Self::lock_name(bucket, key)).await;
         let (bucket, key) = (bucket.to_string(), key.to_string());
         blocking(move || {
@@ -731,7 +717,7 @@ impl Backend for FsBackend {
         opts: UploadOptions,
     ) -> Result<String> {
         let b = self.get(bucket)?;
-        check_key(key)?;
+        rules::check_key(key)?;
         if let Store::Directory { root } = &b.store {
             directory::key_path(root, key)?;
         }
@@ -747,7 +733,7 @@ impl Backend for FsBackend {
         body: PartBody,
     ) -> Result<PartInfo> {
         let b = self.get(bucket)?;
-        multipart::check_part_number(part_number)?;
+        rules::check_part_number(part_number)?;
         let up = multipart::upload_dir(&b, key, upload_id).await?;
         let (tmp, summary, crc) = Self::receive(&b, body.stream, body.size, body.check).await?;
         let _guard = self.locks.lock(&format!("u/{upload_id}")).await;
@@ -823,13 +809,6 @@ impl FsBackend {
 
 fn no_such_key(bucket: &str, key: &str) -> BackendError {
     BackendError::NoSuchKey { bucket: bucket.into(), key: key.into() }
-}
-
-/// S3 reports times with millisecond precision; store what we report so a
-/// conditional request with the reported Last-Modified compares equal.
-pub(crate) fn now_millis() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now)
 }
 
 /// Name of the hidden dir of a directory bucket (re-exported for docs).

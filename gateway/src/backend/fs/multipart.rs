@@ -8,18 +8,18 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use s3s::crypto::Checksum as _;
 
 use super::layout::{
     self, FORMAT_VERSION, PartRecord, TempPath, UploadRecord, read_record, remove_if_exists,
     write_record,
 };
-use super::{Bucket, blocking, now_millis};
+use super::{Bucket, blocking};
+use crate::backend::rules;
 use crate::backend::verify::BodySummary;
 use crate::backend::{
-    BackendError, Checksums, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectInfo, PartInfo, Result,
-    UploadInfo, UploadOptions, UploadsPage, UploadsQuery,
+    BackendError, MIN_PART_SIZE, ObjectInfo, PartInfo, Result, UploadInfo, UploadOptions,
+    UploadsPage, UploadsQuery,
 };
 
 /// An upload that exists, with where its files are.
@@ -33,7 +33,12 @@ pub(super) struct UploadDir {
 /// Starts an upload; returns its id (32 hex chars, never a path).
 pub(super) async fn create(b: Arc<Bucket>, key: &str, options: UploadOptions) -> Result<String> {
     let id = layout::new_version_id();
-    let rec = UploadRecord { v: FORMAT_VERSION, key: key.into(), initiated: now_millis(), options };
+    let rec = UploadRecord {
+        v: FORMAT_VERSION,
+        key: key.into(),
+        initiated: rules::now_millis(),
+        options,
+    };
     let dir = b.uploads().join(&id);
     let tmp = b.tmp();
     blocking(move || {
@@ -43,17 +48,6 @@ pub(super) async fn create(b: Arc<Bucket>, key: &str, options: UploadOptions) ->
     })
     .await?;
     Ok(id)
-}
-
-/// AWS's part number range.
-pub(super) fn check_part_number(n: u32) -> Result<()> {
-    if (1..=MAX_PART_NUMBER).contains(&n) {
-        Ok(())
-    } else {
-        Err(BackendError::InvalidArgument(format!(
-            "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
-        )))
-    }
 }
 
 /// Finds upload `id` of `key`; anything else (bad id, other key) is
@@ -101,7 +95,7 @@ pub(super) async fn store_part(
                 part_number: n,
                 size: summary.size,
                 etag: summary.md5_hex,
-                last_modified: now_millis(),
+                last_modified: rules::now_millis(),
                 checksums: summary.checksums,
             },
         };
@@ -167,7 +161,6 @@ pub(super) async fn assemble(
         let tmp = TempPath::new(&b.tmp());
         let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(tmp.path())?);
         let mut crc = s3s::crypto::Crc32c::new();
-        let mut etags = Vec::with_capacity(chosen.len() * 16);
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         for p in &chosen {
@@ -188,23 +181,23 @@ pub(super) async fn assemble(
                 tracing::error!(path = %data.display(), "stored part failed its checksum");
                 return Err(BackendError::Corrupt { bucket: b.name.clone(), key: key.clone() });
             }
-            etags.extend(
-                hex::decode(&p.info.etag).map_err(|e| BackendError::Internal(e.to_string()))?,
-            );
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        let n = chosen.len();
-        let etag = format!("{}-{n}", hex::encode(s3s::crypto::Md5::checksum(&etags)));
+        let etag = rules::multipart_etag(
+            &chosen.iter().map(|p| p.info.etag.as_str()).collect::<Vec<_>>(),
+        )?;
         let opts = up.record.options.clone();
         let info = ObjectInfo {
             key: key.clone(),
             size: total,
             etag,
-            last_modified: now_millis(),
+            last_modified: rules::now_millis(),
             http: opts.http,
             user_meta: opts.user_meta,
-            checksums: composite_checksums(&chosen),
+            checksums: rules::composite_checksums(
+                &chosen.iter().map(|p| p.info.clone()).collect::<Vec<_>>(),
+            ),
             storage_class: opts.storage_class.unwrap_or_else(|| "STANDARD".into()),
             parts: chosen.iter().map(|p| p.info.size).collect(),
             tags: opts.tags,
@@ -212,34 +205,6 @@ pub(super) async fn assemble(
         Ok((tmp, info, u32::from_be_bytes(crc.finalize())))
     })
     .await
-}
-
-/// S3's COMPOSITE checksums: the checksum of the concatenated part
-/// checksums, suffixed `-N`, for each algorithm every part carries.
-fn composite_checksums(parts: &[PartRecord]) -> Checksums {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let n = parts.len();
-    let mut out = Checksums::default();
-    let collect = |get: fn(&Checksums) -> &Option<String>| -> Option<Vec<u8>> {
-        let mut all = Vec::new();
-        for p in parts {
-            all.extend(b64.decode(get(&p.info.checksums).as_ref()?).ok()?);
-        }
-        Some(all)
-    };
-    if let Some(all) = collect(|c| &c.crc32) {
-        out.crc32 = Some(format!("{}-{n}", b64.encode(s3s::crypto::Crc32::checksum(&all))));
-    }
-    if let Some(all) = collect(|c| &c.crc32c) {
-        out.crc32c = Some(format!("{}-{n}", b64.encode(s3s::crypto::Crc32c::checksum(&all))));
-    }
-    if let Some(all) = collect(|c| &c.sha1) {
-        out.sha1 = Some(format!("{}-{n}", b64.encode(s3s::crypto::Sha1::checksum(&all))));
-    }
-    if let Some(all) = collect(|c| &c.sha256) {
-        out.sha256 = Some(format!("{}-{n}", b64.encode(s3s::crypto::Sha256::checksum(&all))));
-    }
-    out
 }
 
 /// Removes an upload and all its parts (rename first: never half-removed).
@@ -285,57 +250,5 @@ pub(super) async fn list_uploads(b: Arc<Bucket>, q: UploadsQuery) -> Result<Uplo
         Ok(all)
     })
     .await?;
-    Ok(page_uploads(all, &q))
-}
-
-/// Pure paging of uploads (shared logic, tested without disks).
-pub(crate) fn page_uploads(mut all: Vec<UploadInfo>, q: &UploadsQuery) -> UploadsPage {
-    all.sort_by(|a, b| {
-        (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
-    });
-    let mut page = UploadsPage::default();
-    let max = q.max_uploads.min(1000);
-    let mut count = 0;
-    for u in all {
-        if !u.key.starts_with(&q.prefix) {
-            continue;
-        }
-        if let Some(km) = &q.key_marker {
-            let after = match &q.upload_id_marker {
-                Some(um) => u.key > *km || (u.key == *km && u.upload_id > *um),
-                None => u.key > *km,
-            };
-            if !after {
-                continue;
-            }
-        }
-        let cp = q.delimiter.as_deref().filter(|d| !d.is_empty()).and_then(|d| {
-            u.key[q.prefix.len()..]
-                .find(d)
-                .map(|p| u.key[..q.prefix.len() + p + d.len()].to_string())
-        });
-        if let Some(cp) = &cp
-            && (page.common_prefixes.last() == Some(cp) || q.key_marker.as_ref() == Some(cp))
-        {
-            continue;
-        }
-        if count == max {
-            page.is_truncated = true;
-            break;
-        }
-        count += 1;
-        match cp {
-            Some(cp) => {
-                page.next_key_marker = Some(cp.clone());
-                page.next_upload_id_marker = None;
-                page.common_prefixes.push(cp);
-            }
-            None => {
-                page.next_key_marker = Some(u.key.clone());
-                page.next_upload_id_marker = Some(u.upload_id.clone());
-                page.uploads.push(u);
-            }
-        }
-    }
-    page
+    Ok(rules::page_uploads(all, &q))
 }

@@ -1,0 +1,1017 @@
+//! The distributed backend: S3 objects on the node cluster. Metadata lives
+//! in the nodes' Raft group ([`MetaClient`]); bytes are Reed–Solomon coded
+//! chunks on the nodes ([`DataPath`]). See docs/data-path.md.
+//!
+//! - **PUT**: small bodies (≤ `inline_max_size`) go into the object record:
+//!   one Raft commit, no shard I/O. Larger ones get a fresh owner id, an
+//!   intent record (so a gateway dying mid-write leaks nothing), then
+//!   stream chunk by chunk to the nodes while still arriving; the record
+//!   commits in Raft only after every chunk reached its write quorum, so a
+//!   reader sees the old version or the new one, never a part.
+//! - **Conditional writes** are compare-and-set on the record version.
+//! - **Delete/replace**: the state machine counts references per chunk and
+//!   answers with the chunks nothing references any more; the gateway
+//!   deletes them and forgets them, and what it could not delete stays on
+//!   record for the [`collector`].
+//! - **Multipart**: each part is written like an object under its own
+//!   owner id; Complete stitches the parts' chunk lists into one record.
+
+pub mod body;
+pub mod collector;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use predastore_core::chunks::{DataError, DataPath, WrittenObject};
+use predastore_core::client::{ClientOptions, NodeAddr, ShardClient};
+use predastore_core::config::{
+    BucketConfig, ClusterFile, DistributedStorageConfig, Erasure, GatewayConfig,
+};
+use predastore_core::meta::{
+    BucketRecord, Command, IntentRecord, ListRequest, MetaError, ObjectRecord, PartRecord,
+    Precondition, Query, Reply, RingRecord,
+};
+use predastore_core::meta_client::{MetaClient, MetaClientOptions, new_request_id};
+use predastore_core::ring::{Member, Ring};
+use predastore_core::transport::{Connector, TlsMaterial};
+use tokio::task::JoinHandle;
+
+use self::body::Head;
+use super::verify::{BodySummary, CheckedBody};
+use super::*;
+
+/// Storage class every cluster has: the cluster file's `[erasure]`.
+pub const STANDARD: &str = "STANDARD";
+
+/// How often the gateway checks that a Raft leader answers (and picks up
+/// a new ring epoch).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Erasure code of each storage class the cluster file offers.
+pub fn classes_of(file: &ClusterFile) -> BTreeMap<String, Erasure> {
+    let mut c = BTreeMap::new();
+    c.insert(STANDARD.to_string(), file.erasure);
+    for sc in &file.storage_classes {
+        c.insert(sc.name.clone(), sc.erasure);
+    }
+    c
+}
+
+/// The ring a committed ring record describes.
+fn ring_of(r: &RingRecord) -> std::result::Result<Ring, String> {
+    Ring::new(
+        r.epoch,
+        r.members.iter().map(|m| Member { id: m.id, zone: m.zone.clone() }),
+        r.virtual_nodes,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Shared state of the backend and its background tasks.
+pub struct Inner {
+    meta: MetaClient,
+    probe: MetaClient,
+    data: DataPath,
+    nodes: Vec<NodeAddr>,
+    classes: BTreeMap<String, Erasure>,
+    ring: RwLock<Option<Arc<Ring>>>,
+    inline_max: u64,
+    ready: AtomicBool,
+    configured: Vec<BucketConfig>,
+    buckets_made: AtomicBool,
+}
+
+/// The backend registered as `storage.type = "distributed"`.
+pub struct DistributedBackend {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl DistributedBackend {
+    /// Connects to the cluster `config.storage.distributed` names. Does not
+    /// wait for the cluster: until a Raft leader answers, `/readyz` is
+    /// false and requests fail with 503.
+    pub async fn open(config: &GatewayConfig) -> Result<Self> {
+        let d = config.storage.distributed.as_ref().ok_or_else(|| {
+            BackendError::InvalidArgument(
+                "storage.type = \"distributed\" needs [storage.distributed]".into(),
+            )
+        })?;
+        let file = ClusterFile::load(&d.cluster_file)
+            .map_err(|e| BackendError::InvalidArgument(e.to_string()))?;
+        Self::connect(d, &file, &config.buckets)
+    }
+
+    /// Connects with an already loaded cluster file.
+    pub fn connect(
+        d: &DistributedStorageConfig,
+        file: &ClusterFile,
+        buckets: &[BucketConfig],
+    ) -> Result<Self> {
+        let tls = TlsMaterial::load(&d.tls_ca, &d.tls_cert, &d.tls_key).map_err(|e| {
+            BackendError::InvalidArgument(format!("storage.distributed TLS files: {e}"))
+        })?;
+        let nodes: Vec<NodeAddr> =
+            file.nodes.iter().map(|n| NodeAddr { id: n.id, addr: n.addr.clone() }).collect();
+        let connect_timeout = Duration::from_secs(2);
+        let first = Connector::new(&tls, d.quic_bind, connect_timeout)
+            .map_err(|e| BackendError::InvalidArgument(format!("QUIC endpoint: {e}")))?;
+        let endpoint = first.endpoint().clone();
+        // A Raft write takes milliseconds; an attempt that takes seconds is
+        // at a dead leader, so move on to the next node quickly.
+        let meta_opts = MetaClientOptions {
+            attempt_timeout: Duration::from_secs(3),
+            ..MetaClientOptions::default()
+        };
+        let meta = MetaClient::with_connector(first, nodes.clone(), meta_opts);
+        let probe_opts = MetaClientOptions {
+            attempt_timeout: Duration::from_secs(1),
+            deadline: Duration::from_secs(2),
+            ..MetaClientOptions::default()
+        };
+        let probe = MetaClient::with_connector(
+            Connector::with_endpoint(endpoint.clone(), connect_timeout),
+            nodes.clone(),
+            probe_opts,
+        );
+        let shards = ShardClient::with_connector(
+            Connector::with_endpoint(endpoint, connect_timeout),
+            ClientOptions { connect_timeout, ..ClientOptions::default() },
+        );
+        let observer: Arc<dyn predastore_core::chunks::Observer> =
+            Arc::new(crate::metrics::DataPathMetrics);
+        let data = DataPath::new(Arc::new(shards), nodes.clone(), d.chunks_in_flight)
+            .with_observer(observer);
+        let inner = Arc::new(Inner {
+            meta,
+            probe,
+            data,
+            nodes,
+            classes: classes_of(file),
+            ring: RwLock::new(None),
+            inline_max: d.inline_max_size,
+            ready: AtomicBool::new(false),
+            configured: buckets.to_vec(),
+            buckets_made: AtomicBool::new(false),
+        });
+        let tasks = vec![
+            tokio::spawn(probe_loop(Arc::clone(&inner))),
+            tokio::spawn(collector::run(Arc::clone(&inner), collector::Schedule::default())),
+        ];
+        Ok(Self { inner, tasks: Mutex::new(tasks) })
+    }
+
+    /// The shared state (for the collector and tests).
+    pub fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+}
+
+/// Keeps `ready` and the ring current; creates the configured buckets
+/// once the cluster answers.
+async fn probe_loop(inner: Arc<Inner>) {
+    loop {
+        let ok = match inner.probe.read(Query::Ring).await {
+            Ok(Reply::Ring(Some(r))) => {
+                let stale = inner.ring().is_none_or(|cur| cur.epoch() != r.epoch);
+                if stale {
+                    match ring_of(&r) {
+                        Ok(ring) => {
+                            tracing::info!(epoch = r.epoch, "ring loaded");
+                            *inner.ring.write().expect("ring lock") = Some(Arc::new(ring));
+                        }
+                        Err(e) => tracing::error!(error = %e, "committed ring is unusable"),
+                    }
+                }
+                inner.ring().is_some()
+            }
+            Ok(_) => false,
+            Err(e) => {
+                if inner.ready.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "metadata cluster unreachable");
+                }
+                false
+            }
+        };
+        if ok && !inner.buckets_made.load(Ordering::Relaxed) {
+            match inner.make_configured_buckets().await {
+                Ok(()) => inner.buckets_made.store(true, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "creating configured buckets"),
+            }
+        }
+        inner.ready.store(ok && inner.buckets_made.load(Ordering::Relaxed), Ordering::Relaxed);
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// Maps a metadata error to the backend's.
+fn meta_err(e: MetaError) -> BackendError {
+    match e {
+        MetaError::NoSuchBucket(bucket) => BackendError::NoSuchBucket { bucket },
+        MetaError::BucketExists(bucket) => BackendError::BucketAlreadyOwnedByYou { bucket },
+        MetaError::BucketNotEmpty(bucket) => BackendError::BucketNotEmpty { bucket },
+        MetaError::NoSuchKey { bucket, key } => BackendError::NoSuchKey { bucket, key },
+        MetaError::NoSuchUpload { upload_id, .. } => BackendError::NoSuchUpload { upload_id },
+        MetaError::PreconditionFailed { .. } => BackendError::PreconditionFailed,
+        MetaError::Invalid(m) => BackendError::InvalidArgument(m),
+        MetaError::NoSuchStorageClass(c) => {
+            BackendError::InvalidArgument(format!("no such storage class {c}"))
+        }
+        e @ (MetaError::NotLeader { .. } | MetaError::NoQuorum(_) | MetaError::Unavailable(_)) => {
+            BackendError::Unavailable(e.to_string())
+        }
+        e @ (MetaError::Corrupt(_) | MetaError::Internal(_) | MetaError::ChunksGone(_)) => {
+            BackendError::Internal(e.to_string())
+        }
+    }
+}
+
+/// Maps a data-path error to the backend's.
+fn data_err(e: DataError) -> BackendError {
+    match e {
+        DataError::QuorumNotMet { durable, needed, .. } => {
+            crate::metrics::global().quorum_failures.inc();
+            tracing::warn!(error = %e, "write quorum not met");
+            BackendError::QuorumNotMet { acked: durable, needed }
+        }
+        DataError::InvalidRange { size, .. } => BackendError::InvalidRange { size },
+        e @ (DataError::TooFewShards { .. } | DataError::Placement(_)) => {
+            BackendError::Unavailable(e.to_string())
+        }
+        e => BackendError::Internal(e.to_string()),
+    }
+}
+
+fn unexpected(r: Reply) -> BackendError {
+    BackendError::Internal(format!("unexpected metadata reply {r:?}"))
+}
+
+impl Inner {
+    /// The metadata client (tests and tools inspect records with it).
+    pub fn meta(&self) -> &MetaClient {
+        &self.meta
+    }
+
+    /// The data path (tests and tools list shards with it).
+    pub fn data(&self) -> &DataPath {
+        &self.data
+    }
+
+    /// The cluster file's nodes.
+    pub fn nodes(&self) -> &[NodeAddr] {
+        &self.nodes
+    }
+
+    /// Whether a Raft leader answered the last probe.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn ring(&self) -> Option<Arc<Ring>> {
+        self.ring.read().expect("ring lock").clone()
+    }
+
+    fn need_ring(&self) -> Result<Arc<Ring>> {
+        self.ring()
+            .ok_or_else(|| BackendError::Unavailable("the cluster's ring is not known yet".into()))
+    }
+
+    fn class(&self, name: Option<&str>) -> Result<(String, Erasure)> {
+        let name = name.unwrap_or(STANDARD);
+        let e = self.classes.get(name).ok_or_else(|| {
+            BackendError::InvalidArgument(format!("unknown storage class {name}"))
+        })?;
+        Ok((name.to_string(), *e))
+    }
+
+    async fn make_configured_buckets(&self) -> Result<()> {
+        for b in &self.configured {
+            match self.create_bucket(&b.name, b.public).await {
+                Ok(()) | Err(BackendError::BucketAlreadyOwnedByYou { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()> {
+        predastore_core::config::validate_bucket_name(bucket)
+            .map_err(|e| BackendError::InvalidArgument(e.to_string()))?;
+        self.meta
+            .create_bucket(BucketRecord {
+                name: bucket.into(),
+                owner: String::new(),
+                created_ms: record::millis(rules::now_millis()),
+                storage_class: STANDARD.into(),
+                public,
+                policy: None,
+            })
+            .await
+            .map_err(meta_err)
+    }
+
+    async fn bucket_record(&self, bucket: &str) -> Result<BucketRecord> {
+        match self.meta.read(Query::GetBucket { name: bucket.into() }).await.map_err(meta_err)? {
+            Reply::Bucket(b) => Ok(b),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        self.meta.get_object(bucket, key).await.map_err(meta_err)
+    }
+
+    /// The current record of `key`, if any.
+    async fn current(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        match self.object(bucket, key).await {
+            Ok(r) => Ok(Some(r)),
+            Err(BackendError::NoSuchKey { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The Raft precondition a write condition becomes, read against the
+    /// current version (If-Match needs its ETag).
+    async fn precondition(
+        &self,
+        bucket: &str,
+        key: &str,
+        c: &WriteCondition,
+    ) -> Result<Precondition> {
+        match c {
+            WriteCondition::None => Ok(Precondition::None),
+            WriteCondition::IfAbsent => Ok(Precondition::Absent),
+            WriteCondition::IfMatch(want) => {
+                let cur = self.current(bucket, key).await?;
+                match cur {
+                    Some(r) if want == "*" || *want == r.etag => {
+                        Ok(Precondition::VersionIs(r.version_id))
+                    }
+                    _ => Err(BackendError::PreconditionFailed),
+                }
+            }
+        }
+    }
+
+    /// Writes a streaming body as chunks of a new owner, under an intent.
+    /// On any failure the shards are cleaned up (or left on record for the
+    /// collector) and the typed error returned.
+    async fn write_chunks(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: Vec<Bytes>,
+        body: CheckedBody,
+        class: &Erasure,
+    ) -> Result<(u128, WrittenObject, BodySummary)> {
+        let ring = self.need_ring()?;
+        let owner = new_request_id();
+        self.meta
+            .write(Command::RecordIntent(IntentRecord {
+                owner,
+                bucket: bucket.into(),
+                key: key.into(),
+                started_ms: record::millis(rules::now_millis()),
+            }))
+            .await
+            .map_err(meta_err)?;
+        let (stream, verdict) = body::stream(head, body);
+        let written = self.data.write_object(stream, owner, class, &ring, bucket, key).await;
+        let (err, chunks) = match written {
+            Ok(w) => match body::take(&verdict) {
+                Some(Ok(summary)) => return Ok((owner, w, summary)),
+                Some(Err(e)) => (e, w.chunks),
+                None => (BackendError::Internal("body not read to its end".into()), w.chunks),
+            },
+            // The data path already removed what it wrote.
+            Err(e) => (body::body_error(&verdict).unwrap_or_else(|| data_err(e)), Vec::new()),
+        };
+        self.abandon(owner, &chunks).await;
+        Err(err)
+    }
+
+    /// Gives up a write of `owner` that will not commit: deletes its
+    /// `chunks`, ends the intent, and forgets the owner once nothing of it
+    /// is left (otherwise the collector sweeps it later).
+    async fn abandon(&self, owner: u128, chunks: &[predastore_core::meta::ChunkLayout]) {
+        let failed = self.data.delete_object(chunks).await;
+        match self.meta.write_freeing(Command::AbandonIntent { owner }).await {
+            Ok(f) => {
+                if failed.is_empty() && !f.freed.is_empty() {
+                    // Nothing of the owner is stored: the sweep is done.
+                    let _ = self
+                        .meta
+                        .write(Command::ForgetGarbage { chunks: Vec::new(), owners: vec![owner] })
+                        .await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, owner = %format!("{owner:032x}"), "ending a write intent; the collector will retry")
+            }
+        }
+    }
+
+    /// Deletes freed chunks in the background (the reply to the client
+    /// does not wait); failures stay on record for the collector.
+    fn free_later(self: &Arc<Self>, freed: Vec<predastore_core::meta::GarbageRecord>) {
+        if freed.is_empty() {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move { collector::free(&this, freed).await });
+    }
+
+    /// Commits `rec` for `key` under `expect`; on failure deletes the
+    /// shards the record would have referenced.
+    async fn commit(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        rec: ObjectRecord,
+        expect: Precondition,
+        owner: Option<u128>,
+    ) -> Result<()> {
+        let chunks = rec.chunks.clone();
+        match self.meta.put_object(bucket, key, rec, expect).await {
+            Ok(f) => {
+                self.free_later(f.freed);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(owner) = owner {
+                    self.abandon(owner, &chunks).await;
+                }
+                Err(meta_err(e))
+            }
+        }
+    }
+
+    /// The upload and its parts, checked to belong to `key`.
+    async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(predastore_core::meta::MultipartUpload, Vec<PartRecord>)> {
+        let q = Query::ListParts { bucket: bucket.into(), upload_id: upload_id.into() };
+        match self.meta.read(q).await.map_err(meta_err)? {
+            Reply::Parts(u, parts) if u.key == key => Ok((u, parts)),
+            Reply::Parts(..) => Err(BackendError::NoSuchUpload { upload_id: upload_id.into() }),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for DistributedBackend {
+    fn kind(&self) -> &'static str {
+        "distributed"
+    }
+
+    fn storage_classes(&self) -> Vec<String> {
+        self.inner.classes.keys().cloned().collect()
+    }
+
+    async fn ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()> {
+        self.inner.create_bucket(bucket, public).await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.inner
+            .meta
+            .write(Command::DeleteBucket { name: bucket.into() })
+            .await
+            .map(|_| ())
+            .map_err(meta_err)
+    }
+
+    async fn bucket(&self, bucket: &str) -> Result<BucketInfo> {
+        let b = self.inner.bucket_record(bucket).await?;
+        Ok(BucketInfo {
+            name: b.name,
+            created: record::time_from_millis(b.created_ms),
+            public: b.public,
+        })
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        match self.inner.meta.read(Query::ListBuckets).await.map_err(meta_err)? {
+            Reply::Buckets(bs) => Ok(bs
+                .into_iter()
+                .map(|b| BucketInfo {
+                    name: b.name,
+                    created: record::time_from_millis(b.created_ms),
+                    public: b.public,
+                })
+                .collect()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn set_bucket_public(&self, bucket: &str, public: bool) -> Result<()> {
+        let b = self.inner.bucket_record(bucket).await?;
+        self.inner
+            .meta
+            .write(Command::UpdateBucket { name: bucket.into(), public, policy: b.policy })
+            .await
+            .map(|_| ())
+            .map_err(meta_err)
+    }
+
+    /// Walks each bucket's listing: the metadata plane keeps no counters
+    /// yet, so this costs one page read per 1000 objects.
+    async fn usage(&self) -> Result<Vec<BucketUsage>> {
+        let mut out = Vec::new();
+        for b in self.list_buckets().await? {
+            let (mut objects, mut bytes) = (0u64, 0u64);
+            let mut continuation = None;
+            loop {
+                let page = self
+                    .inner
+                    .meta
+                    .list(ListRequest {
+                        bucket: b.name.clone(),
+                        continuation,
+                        max_keys: 1000,
+                        ..ListRequest::default()
+                    })
+                    .await
+                    .map_err(meta_err)?;
+                objects += page.objects.len() as u64;
+                bytes += page.objects.iter().map(|o| o.size).sum::<u64>();
+                continuation = page.next_continuation;
+                if continuation.is_none() {
+                    break;
+                }
+            }
+            out.push(BucketUsage {
+                name: b.name,
+                objects,
+                bytes,
+                public: b.public,
+                storage_class: STANDARD.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        rules::check_key(key)?;
+        let rec = self.inner.object(bucket, key).await?;
+        record::info_of(key, &rec)
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ReadRange>,
+    ) -> Result<GetResult> {
+        rules::check_key(key)?;
+        let rec = self.inner.object(bucket, key).await?;
+        let info = record::info_of(key, &rec)?;
+        let range = range.map(|r| r.resolve(&info)).transpose()?;
+        let want = range.clone().unwrap_or(0..info.size);
+        let body: ByteStream = match &rec.inline {
+            Some(data) => {
+                let (s, e) = (want.start as usize, want.end as usize);
+                let bytes = Bytes::copy_from_slice(data.get(s..e).ok_or_else(|| {
+                    BackendError::Internal(format!("inline data of {bucket}/{key} is short"))
+                })?);
+                Box::pin(futures::stream::iter([Ok(bytes)]))
+            }
+            None => {
+                let what = format!("{bucket}/{key}");
+                let s = self.inner.data.read_range(&rec.chunks, want).map_err(data_err)?;
+                Box::pin(s.map(move |r| {
+                    r.map_err(|e| {
+                        tracing::error!(object = %what, error = %e, "read failed mid-stream");
+                        std::io::Error::other(e.to_string())
+                    })
+                }))
+            }
+        };
+        Ok(GetResult { info, range, body })
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
+        rules::check_key(key)?;
+        let inner = &self.inner;
+        let (class_name, class) = inner.class(opts.storage_class.as_deref())?;
+        // Fail fast before reading the body; enforced again at commit.
+        let expect = inner.precondition(bucket, key, &opts.condition).await?;
+        if expect == Precondition::Absent && inner.current(bucket, key).await?.is_some() {
+            return Err(BackendError::PreconditionFailed);
+        }
+        let mut checked = CheckedBody::new(body, opts.size, opts.check)?;
+        let inline_fits = opts.size.is_none_or(|n| n <= inner.inline_max);
+        let head = if inline_fits {
+            body::read_head(&mut checked, inner.inline_max).await?
+        } else {
+            Head::Partial(Vec::new())
+        };
+        let mut info = ObjectInfo {
+            key: key.into(),
+            size: 0,
+            etag: String::new(),
+            last_modified: rules::now_millis(),
+            http: opts.http,
+            user_meta: opts.user_meta,
+            checksums: Checksums::default(),
+            storage_class: class_name,
+            parts: Vec::new(),
+            tags: opts.tags,
+        };
+        match head {
+            Head::Whole(parts) => {
+                let summary = checked.finish()?;
+                info.size = summary.size;
+                info.etag = summary.md5_hex;
+                info.checksums = summary.checksums;
+                let mut rec = record::record_of(&info, new_request_id(), Vec::new());
+                rec.inline = Some(body::concat(parts));
+                inner.commit(bucket, key, rec, expect, None).await?;
+            }
+            Head::Partial(head) => {
+                // No shard is written for a bucket that does not exist.
+                inner.bucket_record(bucket).await?;
+                let (owner, w, summary) =
+                    inner.write_chunks(bucket, key, head, checked, &class).await?;
+                info.size = summary.size;
+                info.etag = summary.md5_hex;
+                info.checksums = summary.checksums;
+                let missing = missing_names(&w);
+                if !missing.is_empty() {
+                    tracing::warn!(bucket, key, missing = ?missing, "stored below full redundancy");
+                }
+                let mut rec = record::record_of(&info, owner, missing);
+                rec.chunks = w.chunks;
+                inner.commit(bucket, key, rec, expect, Some(owner)).await?;
+            }
+        }
+        Ok(info)
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        rules::check_key(key)?;
+        let f = self
+            .inner
+            .meta
+            .delete_object(bucket, key, Precondition::None)
+            .await
+            .map_err(meta_err)?;
+        self.inner.free_later(f.freed);
+        Ok(())
+    }
+
+    async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<()> {
+        rules::check_key(key)?;
+        // Read-modify-write under compare-and-set; a racing PUT wins and
+        // the tags go onto the version current after it.
+        for _ in 0..8 {
+            let cur = self.inner.object(bucket, key).await?;
+            let mut info = record::info_of(key, &cur)?;
+            info.tags = tags.clone();
+            let mut rec = record::record_of(&info, cur.version_id, record::missing_of(&cur));
+            rec.chunks = cur.chunks.clone();
+            rec.inline = cur.inline.clone();
+            match self
+                .inner
+                .commit(bucket, key, rec, Precondition::VersionIs(cur.version_id), None)
+                .await
+            {
+                Err(BackendError::PreconditionFailed) => continue,
+                other => return other,
+            }
+        }
+        Err(BackendError::Unavailable("the object kept changing while its tags were set".into()))
+    }
+
+    async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
+        if query.max_keys == 0 {
+            self.bucket(bucket).await?;
+            return Ok(ListPage::default());
+        }
+        let delim = query.delimiter.clone().filter(|d| !d.is_empty());
+        // A marker that is a common prefix means "after everything under it".
+        let continuation = query.after.as_ref().and_then(|a| {
+            let d = delim.as_deref()?;
+            let rest = a.strip_prefix(query.prefix.as_str())?;
+            (rest.ends_with(d) && rest.find(d) == Some(rest.len() - d.len()))
+                .then(|| listing::prefix_successor(a))
+                .flatten()
+                .map(String::into_bytes)
+        });
+        let page = self
+            .inner
+            .meta
+            .list(ListRequest {
+                bucket: bucket.into(),
+                prefix: query.prefix.clone(),
+                delimiter: delim,
+                start_after: query.after.clone(),
+                continuation,
+                max_keys: u32::try_from(query.max_keys.min(1000)).unwrap_or(1000),
+            })
+            .await
+            .map_err(meta_err)?;
+        let objects: Vec<listing::ListEntry> = page
+            .objects
+            .into_iter()
+            .map(|o| listing::ListEntry {
+                key: o.key,
+                size: o.size,
+                etag: o.etag,
+                last_modified: record::time_from_millis(o.modified_ms),
+                storage_class: o.storage_class,
+            })
+            .collect();
+        let is_truncated = page.next_continuation.is_some();
+        let last_key = objects.last().map(|o| o.key.clone());
+        let last_prefix = page.common_prefixes.last().cloned();
+        let next_marker = if is_truncated { last_key.max(last_prefix) } else { None };
+        Ok(ListPage { objects, common_prefixes: page.common_prefixes, is_truncated, next_marker })
+    }
+
+    /// Shares the source's chunks (or inline bytes) when the bytes need no
+    /// rehashing: a single-part source (its ETag is the MD5 of the bytes),
+    /// the same storage class, and no checksum the source lacks.
+    async fn copy_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        opts: &PutOptions,
+    ) -> Result<Option<ObjectInfo>> {
+        let inner = &self.inner;
+        let Some(cur) = inner.current(src.0, src.1).await? else { return Ok(None) };
+        let src_info = record::info_of(src.1, &cur)?;
+        let class = opts.storage_class.clone().unwrap_or_else(|| cur.storage_class.clone());
+        let has_all = opts
+            .check
+            .compute
+            .iter()
+            .all(|a| src_info.checksums.iter().any(|(n, _)| n.eq_ignore_ascii_case(a)));
+        if cur.etag != src_etag
+            || !src_info.parts.is_empty()
+            || class != cur.storage_class
+            || !has_all
+        {
+            return Ok(None);
+        }
+        rules::check_key(dst.1)?;
+        let expect = inner.precondition(dst.0, dst.1, &opts.condition).await?;
+        let info = ObjectInfo {
+            key: dst.1.into(),
+            size: cur.size,
+            etag: cur.etag.clone(),
+            last_modified: rules::now_millis(),
+            http: opts.http.clone(),
+            user_meta: opts.user_meta.clone(),
+            checksums: src_info.checksums,
+            storage_class: class,
+            parts: Vec::new(),
+            tags: opts.tags.clone(),
+        };
+        let mut rec = record::record_of(&info, new_request_id(), record::missing_of(&cur));
+        rec.chunks = cur.chunks;
+        rec.inline = cur.inline;
+        match inner.meta.put_object(dst.0, dst.1, rec, expect).await {
+            Ok(f) => {
+                inner.free_later(f.freed);
+                Ok(Some(info))
+            }
+            // The source was replaced meanwhile and its chunks freed.
+            Err(MetaError::ChunksGone(_)) => Ok(None),
+            Err(e) => Err(meta_err(e)),
+        }
+    }
+
+    async fn copy_part_by_reference(
+        &self,
+        src: (&str, &str),
+        src_etag: &str,
+        dst: (&str, &str),
+        upload_id: &str,
+        part_number: u32,
+    ) -> Result<Option<PartInfo>> {
+        rules::check_part_number(part_number)?;
+        let inner = &self.inner;
+        let Some(cur) = inner.current(src.0, src.1).await? else { return Ok(None) };
+        let src_info = record::info_of(src.1, &cur)?;
+        let (u, _) = inner.upload(dst.0, dst.1, upload_id).await?;
+        if cur.etag != src_etag
+            || !src_info.parts.is_empty()
+            || cur.inline.is_some()
+            || u.storage_class != cur.storage_class
+        {
+            return Ok(None);
+        }
+        let info = PartInfo {
+            part_number,
+            size: cur.size,
+            etag: cur.etag.clone(),
+            last_modified: rules::now_millis(),
+            checksums: Checksums::default(),
+        };
+        let part = PartRecord {
+            part_number,
+            size: info.size,
+            etag: record::part_etag_field(&info, &record::missing_of(&cur)),
+            modified_ms: record::millis(info.last_modified),
+            chunks: cur.chunks,
+        };
+        let cmd = Command::PutPart { bucket: dst.0.into(), upload_id: upload_id.into(), part };
+        match inner.meta.write_freeing(cmd).await {
+            Ok(f) => {
+                inner.free_later(f.freed);
+                Ok(Some(info))
+            }
+            Err(MetaError::ChunksGone(_)) => Ok(None),
+            Err(e) => Err(meta_err(e)),
+        }
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: UploadOptions,
+    ) -> Result<String> {
+        rules::check_key(key)?;
+        let (class, _) = self.inner.class(opts.storage_class.as_deref())?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let u = record::upload_record(bucket, key, &id, "", &class, &opts, rules::now_millis());
+        self.inner.meta.write(Command::CreateUpload(u)).await.map_err(meta_err)?;
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: PartBody,
+    ) -> Result<PartInfo> {
+        rules::check_part_number(part_number)?;
+        let inner = &self.inner;
+        let (u, _) = inner.upload(bucket, key, upload_id).await?;
+        let (_, class) = inner.class(Some(&u.storage_class))?;
+        let checked = CheckedBody::new(body.stream, body.size, body.check)?;
+        let (owner, w, summary) =
+            inner.write_chunks(bucket, key, Vec::new(), checked, &class).await?;
+        let info = PartInfo {
+            part_number,
+            size: summary.size,
+            etag: summary.md5_hex,
+            last_modified: rules::now_millis(),
+            checksums: summary.checksums,
+        };
+        let part = PartRecord {
+            part_number,
+            size: info.size,
+            etag: record::part_etag_field(&info, &missing_names(&w)),
+            modified_ms: record::millis(info.last_modified),
+            chunks: w.chunks.clone(),
+        };
+        let cmd = Command::PutPart { bucket: bucket.into(), upload_id: upload_id.into(), part };
+        match inner.meta.write_freeing(cmd).await {
+            Ok(f) => inner.free_later(f.freed),
+            Err(e) => {
+                inner.abandon(owner, &w.chunks).await;
+                return Err(meta_err(e));
+            }
+        }
+        Ok(info)
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+        condition: WriteCondition,
+    ) -> Result<ObjectInfo> {
+        let inner = &self.inner;
+        let (u, stored) = inner.upload(bucket, key, upload_id).await?;
+        for w in parts.windows(2) {
+            if w[1].0 <= w[0].0 {
+                return Err(BackendError::InvalidPartOrder);
+            }
+        }
+        let mut chosen = Vec::with_capacity(parts.len());
+        for (n, etag) in &parts {
+            let etag = etag.trim().trim_matches('"');
+            let found = stored.iter().find(|p| p.part_number == *n);
+            let Some(p) = found else { return Err(BackendError::InvalidPart { part_number: *n }) };
+            let (info, missing) = record::part_info(p)?;
+            if info.etag != etag {
+                return Err(BackendError::InvalidPart { part_number: *n });
+            }
+            chosen.push((info, missing, p.chunks.clone()));
+        }
+        if let Some((_, all_but_last)) = chosen.split_last() {
+            for (p, _, _) in all_but_last {
+                if p.size < MIN_PART_SIZE {
+                    return Err(BackendError::EntityTooSmall { part_number: p.part_number });
+                }
+            }
+        }
+        let infos: Vec<PartInfo> = chosen.iter().map(|(i, _, _)| i.clone()).collect();
+        let opts = record::upload_options(&u)?;
+        let info = ObjectInfo {
+            key: key.into(),
+            size: infos.iter().map(|p| p.size).sum(),
+            etag: rules::multipart_etag(
+                &infos.iter().map(|p| p.etag.as_str()).collect::<Vec<_>>(),
+            )?,
+            last_modified: rules::now_millis(),
+            http: opts.http,
+            user_meta: opts.user_meta,
+            checksums: rules::composite_checksums(&infos),
+            storage_class: u.storage_class.clone(),
+            parts: infos.iter().map(|p| p.size).collect(),
+            tags: opts.tags,
+        };
+        let missing: Vec<String> = chosen.iter().flat_map(|(_, m, _)| m.clone()).collect();
+        let mut rec = record::record_of(&info, new_request_id(), missing);
+        rec.chunks = chosen.into_iter().flat_map(|(_, _, c)| c).collect();
+        let expect = inner.precondition(bucket, key, &condition).await?;
+        let cmd = Command::CompleteUpload {
+            bucket: bucket.into(),
+            upload_id: upload_id.into(),
+            record: rec,
+            expect,
+        };
+        let f = inner.meta.write_freeing(cmd).await.map_err(meta_err)?;
+        inner.free_later(f.freed);
+        Ok(info)
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.inner.upload(bucket, key, upload_id).await?;
+        let cmd = Command::AbortUpload { bucket: bucket.into(), upload_id: upload_id.into() };
+        let f = self.inner.meta.write_freeing(cmd).await.map_err(meta_err)?;
+        self.inner.free_later(f.freed);
+        Ok(())
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(UploadInfo, Vec<PartInfo>)> {
+        let (u, parts) = self.inner.upload(bucket, key, upload_id).await?;
+        let parts =
+            parts.iter().map(|p| record::part_info(p).map(|(i, _)| i)).collect::<Result<_>>()?;
+        Ok((record::upload_info(&u)?, parts))
+    }
+
+    async fn list_uploads(&self, bucket: &str, query: &UploadsQuery) -> Result<UploadsPage> {
+        let q = Query::ListUploads { bucket: bucket.into(), prefix: query.prefix.clone() };
+        match self.inner.meta.read(q).await.map_err(meta_err)? {
+            Reply::Uploads(us) => {
+                let all = us.iter().map(record::upload_info).collect::<Result<Vec<_>>>()?;
+                Ok(rules::page_uploads(all, query))
+            }
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        for t in self.tasks.lock().expect("tasks lock").drain(..) {
+            t.abort();
+        }
+        self.inner.meta.close().await;
+        Ok(())
+    }
+}
+
+/// `<shard id>@<node>` of each shard a write could not store.
+fn missing_names(w: &WrittenObject) -> Vec<String> {
+    w.missing.iter().map(|m| format!("{}@{}", m.shard, m.node)).collect()
+}

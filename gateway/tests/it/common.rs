@@ -45,14 +45,26 @@ pub const FAST_RAFT: &[&str] = &["--raft-heartbeat-ms", "200", "--raft-election-
 /// have two cores shared with a build.
 static CLUSTER_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
 
-/// Options of a test cluster in `dir`: 3 nodes, RS(2,1), nodes run as
-/// `predastore-gateway node`, no gateway (the test starts its own).
+/// Chunk size of test clusters: small enough that the suite's MiB-sized
+/// objects and parts span several chunks (ranges cross chunk boundaries),
+/// large enough to keep shard counts low.
+pub const TEST_CHUNK_SIZE: u64 = 1 << 20;
+
+/// Largest inline object in the distributed suite: the tiny objects
+/// (`v1`, `hello`) take the inline path, anything from 1 KB on the shard
+/// path, so both run.
+pub const TEST_INLINE_MAX: u64 = 512;
+
+/// Options of a test cluster in `dir`: 3 nodes, RS(2,1), 1 MiB chunks,
+/// nodes run as `predastore-gateway node`, no gateway (the test starts
+/// its own).
 pub fn cluster_options(dir: &std::path::Path) -> DevClusterOptions {
     let node = NodeCommand {
         program: env!("CARGO_BIN_EXE_predastore-gateway").into(),
         prefix: vec!["node".into()],
     };
     let mut o = DevClusterOptions::new(dir, 3, 2, 1, node);
+    o.chunk_size = Some(TEST_CHUNK_SIZE);
     o.gateway = false;
     o.node_args = FAST_RAFT.iter().map(|s| s.to_string()).collect();
     // openraft reports every failed RPC to a stopped peer; tests stop peers.
@@ -100,7 +112,12 @@ impl TestGateway {
     }
 
     /// A gateway whose config the test adjusts with `f` before it starts.
+    /// `PREDASTORE_TEST_LOG=<filter>` shows the gateway's logs in the
+    /// test's output.
     pub async fn with(f: impl FnOnce(&mut GatewayConfig)) -> Self {
+        if let Ok(filter) = std::env::var("PREDASTORE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
         let (mut cluster, mut slot) = (None, None);
@@ -110,11 +127,30 @@ impl TestGateway {
                 .await
                 .expect("dev cluster starts");
             config.storage = c.gateway_config().storage.clone();
+            if let Some(d) = &mut config.storage.distributed {
+                d.inline_max_size = TEST_INLINE_MAX;
+            }
             cluster = Some(c);
         }
         f(&mut config);
         let gw = Gateway::start(config.clone()).await.expect("gateway starts");
-        Self { gw: Some(gw), cluster, _slot: slot, config, dir }
+        let t = Self { gw: Some(gw), cluster, _slot: slot, config, dir };
+        t.wait_ready().await;
+        t
+    }
+
+    /// A distributed gateway is ready once it reaches the cluster and has
+    /// made the configured buckets; an fs gateway is ready on start.
+    async fn wait_ready(&self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let admin = self.gw().admin_addr();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !predastore_gateway::dev_cluster::probe::ready(admin).await {
+            assert!(std::time::Instant::now() < deadline, "gateway /readyz not 200 after 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The backend under test.
@@ -170,6 +206,7 @@ impl TestGateway {
     pub async fn restart(&mut self) {
         self.gw.take().unwrap().shutdown().await;
         self.gw = Some(Gateway::start(self.config.clone()).await.expect("gateway restarts"));
+        self.wait_ready().await;
     }
 }
 

@@ -67,6 +67,9 @@ pub fn cluster_options(dir: &std::path::Path) -> DevClusterOptions {
     o.chunk_size = Some(TEST_CHUNK_SIZE);
     o.gateway = false;
     o.node_args = FAST_RAFT.iter().map(|s| s.to_string()).collect();
+    // The suite writes a few MiB per cluster; the node's default reserve
+    // (2% of the filesystem) would fail it on a nearly full build disk.
+    o.node_args.extend(["--min-free-bytes".to_string(), (64u64 << 20).to_string()]);
     // openraft reports every failed RPC to a stopped peer; tests stop peers.
     o.node_log = "info,openraft=off".into();
     o.ready_timeout = Duration::from_secs(60);

@@ -92,7 +92,10 @@ async fn library_starts_nodes_fails_over_stops_cleanly_and_resumes() {
         assert!(!alive(pid), "node pid {pid} still alive");
     }
 
-    // Resume: same ports, same cluster, a leader again.
+    // Resume: stale pid files (a live process that is no node) are
+    // removed; same ports, same cluster, a leader again.
+    std::fs::write(dir.join("node-0.pid"), format!("{}\n", std::process::id())).unwrap();
+    std::fs::write(dir.join("node-1.pid"), "garbage").unwrap();
     let c = DevCluster::start(cluster_options(&dir)).await.expect("cluster resumes");
     let again: Vec<_> =
         c.node_ids().iter().map(|id| (c.node_addr(*id), c.node_admin(*id))).collect();

@@ -354,9 +354,10 @@ impl DevCluster {
         }
         let grace = self.opts.stop_grace;
         let stops = std::mem::take(&mut self.nodes).into_values().map(|p| async move {
-            let (id, pid) = (p.id(), p.pid());
+            let (id, pid, gone) = (p.id(), p.pid(), p.exited().is_some());
             let status = p.stop(Signal::TERM, grace).await;
-            tracing::info!(node = id, pid, status = %describe(status), "node stopped");
+            let what = if gone { "node had exited before" } else { "node stopped" };
+            tracing::info!(node = id, pid, status = %describe(status), "{what}");
         });
         futures::future::join_all(stops).await;
     }

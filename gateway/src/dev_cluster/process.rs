@@ -180,9 +180,16 @@ impl Drop for NodeProcess {
         if let Some(w) = self.watcher.take()
             && !w.is_finished()
         {
-            let _ = self.signals.send(Signal::KILL);
-            // Should the runtime be gone too, the child still dies with its
-            // handle (kill_on_drop).
+            // Killed right here rather than when the runtime gets to the
+            // aborted watcher; a process already reaped is left alone, as
+            // its pid may belong to another by now.
+            if self.exited().is_none()
+                && let Some(p) = Pid::from_raw(self.pid as i32)
+            {
+                let _ = kill_process(p, Signal::KILL);
+            }
+            // The watcher's handle kills the child too when dropped
+            // (kill_on_drop), should the runtime outlive this.
             w.abort();
             let _ = pidfile::remove(&self.pid_file);
         }

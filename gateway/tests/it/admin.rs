@@ -79,7 +79,7 @@ async fn health_metrics_and_admin_api() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["mode"], "fs");
+    assert_eq!(v["mode"], t.backend().name());
     // Counters survive a restart (rebuilt from disk).
     let mut t = t;
     t.restart().await;

@@ -125,8 +125,8 @@ async fn stalled_upload_times_out_and_stores_nothing() {
     assert!(resp.contains("RequestTimeout"), "{resp}");
     let e = s3.head_object().bucket("sss").key("stalled").send().await.unwrap_err();
     assert_eq!(status(&e), 404);
-    let data = t.data_dir();
-    eventually("temp files removed", Duration::from_secs(5), || temp_files(&data).is_empty()).await;
+    eventually("temp files removed", Duration::from_secs(5), || t.leftover_temp_files().is_empty())
+        .await;
     still_serving(&t).await;
 }
 
@@ -144,9 +144,10 @@ async fn client_disconnect_mid_body_keeps_previous_version() {
         s.write_all(&vec![1u8; 300_000]).await.unwrap();
         drop(s);
     }
-    let data = t.data_dir();
-    eventually("temp files removed", Duration::from_secs(10), || temp_files(&data).is_empty())
-        .await;
+    eventually("temp files removed", Duration::from_secs(10), || {
+        t.leftover_temp_files().is_empty()
+    })
+    .await;
     let got = s3.get_object().bucket("ddd").key("k").send().await.unwrap();
     assert_eq!(got.body.collect().await.unwrap().to_vec(), b"previous");
     let l = s3.list_objects_v2().bucket("ddd").send().await.unwrap();

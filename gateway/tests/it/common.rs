@@ -1,5 +1,10 @@
 //! Test harness: a real gateway in-process on 127.0.0.1:0 and real clients
 //! (aws-sdk-s3, reqwest with SigV4) talking to it over loopback.
+//!
+//! Shared by two test binaries: `it` runs the suite on the fs backend,
+//! `it_distributed` on the distributed one. Each sets `crate::BACKEND`;
+//! for the distributed backend every [`TestGateway`] gets its own 3-node
+//! RS(2,1) cluster of real node processes.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -7,16 +12,78 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use predastore_core::config::{AuthConfig, GatewayConfig, PolicyConfig};
+use predastore_gateway::dev_cluster::{DevCluster, DevClusterOptions, NodeCommand};
 use predastore_gateway::server::Gateway;
 
 pub const AK: &str = "test-admin";
 pub const SK: &str = "test-admin-secret";
 
-/// A gateway serving fs mode from a temp dir.
+/// The storage backend a test binary runs the suite against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One directory (`storage.type = "fs"`).
+    Fs,
+    /// A node cluster (`storage.type = "distributed"`).
+    Distributed,
+}
+
+impl Backend {
+    /// The name in `storage.type` and in `/admin/v1/cluster`'s `mode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fs => "fs",
+            Self::Distributed => "distributed",
+        }
+    }
+}
+
+/// Raft timings that keep cluster start-up and failover quick, yet stable
+/// on a loaded 2-core machine (as in the node tests).
+pub const FAST_RAFT: &[&str] = &["--raft-heartbeat-ms", "200", "--raft-election-ms", "800"];
+
+/// Clusters alive at once: each is three processes, and the machine may
+/// have two cores shared with a build.
+static CLUSTER_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
+
+/// Chunk size of test clusters: small enough that the suite's MiB-sized
+/// objects and parts span several chunks (ranges cross chunk boundaries),
+/// large enough to keep shard counts low.
+pub const TEST_CHUNK_SIZE: u64 = 1 << 20;
+
+/// Largest inline object in the distributed suite: the tiny objects
+/// (`v1`, `hello`) take the inline path, anything from 1 KB on the shard
+/// path, so both run.
+pub const TEST_INLINE_MAX: u64 = 512;
+
+/// Options of a test cluster in `dir`: 3 nodes, RS(2,1), 1 MiB chunks,
+/// nodes run as `predastore-gateway node`, no gateway (the test starts
+/// its own).
+pub fn cluster_options(dir: &std::path::Path) -> DevClusterOptions {
+    let node = NodeCommand {
+        program: env!("CARGO_BIN_EXE_predastore-gateway").into(),
+        prefix: vec!["node".into()],
+    };
+    let mut o = DevClusterOptions::new(dir, 3, 2, 1, node);
+    o.chunk_size = Some(TEST_CHUNK_SIZE);
+    o.gateway = false;
+    o.node_args = FAST_RAFT.iter().map(|s| s.to_string()).collect();
+    // The suite writes a few MiB per cluster; the node's default reserve
+    // (2% of the filesystem) would fail it on a nearly full build disk.
+    o.node_args.extend(["--min-free-bytes".to_string(), (64u64 << 20).to_string()]);
+    // openraft reports every failed RPC to a stopped peer; tests stop peers.
+    o.node_log = "info,openraft=off".into();
+    o.ready_timeout = Duration::from_secs(60);
+    o
+}
+
+/// A gateway serving the suite's backend from a temp dir.
 pub struct TestGateway {
     pub gw: Option<Gateway>,
-    pub dir: tempfile::TempDir,
+    /// The node cluster behind a distributed gateway.
+    pub cluster: Option<DevCluster>,
+    _slot: Option<tokio::sync::SemaphorePermit<'static>>,
     pub config: GatewayConfig,
+    pub dir: tempfile::TempDir,
 }
 
 pub fn base_config(dir: &std::path::Path) -> GatewayConfig {
@@ -47,12 +114,51 @@ impl TestGateway {
         Self::with(|_| {}).await
     }
 
+    /// A gateway whose config the test adjusts with `f` before it starts.
+    /// `PREDASTORE_TEST_LOG=<filter>` shows the gateway's logs in the
+    /// test's output.
     pub async fn with(f: impl FnOnce(&mut GatewayConfig)) -> Self {
+        if let Ok(filter) = std::env::var("PREDASTORE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
+        let (mut cluster, mut slot) = (None, None);
+        if crate::BACKEND == Backend::Distributed {
+            slot = Some(CLUSTER_SLOTS.acquire().await.expect("the semaphore is never closed"));
+            let c = DevCluster::start(cluster_options(&config.storage.fs.base_path))
+                .await
+                .expect("dev cluster starts");
+            config.storage = c.gateway_config().storage.clone();
+            if let Some(d) = &mut config.storage.distributed {
+                d.inline_max_size = TEST_INLINE_MAX;
+            }
+            cluster = Some(c);
+        }
         f(&mut config);
         let gw = Gateway::start(config.clone()).await.expect("gateway starts");
-        Self { gw: Some(gw), dir, config }
+        let t = Self { gw: Some(gw), cluster, _slot: slot, config, dir };
+        t.wait_ready().await;
+        t
+    }
+
+    /// A distributed gateway is ready once it reaches the cluster and has
+    /// made the configured buckets; an fs gateway is ready on start.
+    async fn wait_ready(&self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let admin = self.gw().admin_addr();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !predastore_gateway::dev_cluster::probe::ready(admin).await {
+            assert!(std::time::Instant::now() < deadline, "gateway /readyz not 200 after 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The backend under test.
+    pub fn backend(&self) -> Backend {
+        crate::BACKEND
     }
 
     pub fn gw(&self) -> &Gateway {
@@ -67,8 +173,27 @@ impl TestGateway {
         format!("http://{}", self.gw().admin_addr())
     }
 
+    /// Where the backend keeps its files: the fs base path, or the dev
+    /// cluster's directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.config.storage.fs.base_path.clone()
+        match &self.cluster {
+            Some(c) => c.dir().to_path_buf(),
+            None => self.config.storage.fs.base_path.clone(),
+        }
+    }
+
+    /// Writes in progress the backend left behind: temp files in the fs
+    /// buckets, or in the nodes' shard stores.
+    pub fn leftover_temp_files(&self) -> Vec<PathBuf> {
+        match &self.cluster {
+            None => temp_files(&self.data_dir()),
+            Some(c) => c
+                .node_ids()
+                .into_iter()
+                .flat_map(|id| std::fs::read_dir(c.layout().node_data(id).join("tmp")).ok())
+                .flat_map(|d| d.flatten().map(|e| e.path()))
+                .collect(),
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -79,10 +204,12 @@ impl TestGateway {
         client(&self.endpoint(), ak, sk)
     }
 
-    /// Stops and starts again on the same data (new ports).
+    /// Stops and starts again on the same data (new ports); a distributed
+    /// gateway comes back on the same cluster.
     pub async fn restart(&mut self) {
         self.gw.take().unwrap().shutdown().await;
         self.gw = Some(Gateway::start(self.config.clone()).await.expect("gateway restarts"));
+        self.wait_ready().await;
     }
 }
 

@@ -1,5 +1,9 @@
 //! Integration tests: the real gateway driven by real clients over
-//! loopback. One binary so the suite links once.
+//! loopback. One binary so the suite links once. `it_distributed` runs the
+//! backend-independent modules again against a node cluster.
+
+/// The backend [`common::TestGateway`] serves.
+pub const BACKEND: common::Backend = common::Backend::Fs;
 
 mod admin;
 mod auth;

@@ -139,7 +139,7 @@ async fn five_nodes_rs32_serve_everything_with_two_nodes_killed() {
 async fn writers_survive_a_kill(kill_leader: bool) {
     let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
     let s3 = t.client();
-    s3.create_bucket().bucket("w8").send().await.unwrap();
+    s3.create_bucket().bucket("writers").send().await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let last_ack = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -156,7 +156,7 @@ async fn writers_survive_a_kill(kill_leader: bool) {
                 let n = if i % 3 == 0 { 150_000 } else { 2000 };
                 let seed = w * 100_000 + i;
                 let r =
-                    s3.put_object().bucket("w8").key(&key).body(data(n, seed).into()).send().await;
+                    s3.put_object().bucket("writers").key(&key).body(data(n, seed).into()).send().await;
                 if r.is_ok() {
                     acked.insert(key, (n, seed));
                     gaps = gaps.max(last.elapsed());
@@ -192,7 +192,7 @@ async fn writers_survive_a_kill(kill_leader: bool) {
     println!("{} writes acknowledged; longest stall of a writer {worst:?}", all.len());
     assert!(worst < Duration::from_secs(10), "writes stalled for {worst:?}");
     for (key, (n, seed)) in &all {
-        assert!(get(&s3, "w8", key, None).await == data(*n, *seed), "{key} lost or wrong");
+        assert!(get(&s3, "writers", key, None).await == data(*n, *seed), "{key} lost or wrong");
     }
     t.c.shutdown().await;
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::backend::{Backend, BucketUsage};
+use crate::backend::{Backend, BucketUsage, ClusterView};
 
 /// What the admin handlers need.
 #[derive(Clone)]
@@ -29,23 +29,12 @@ pub struct BucketsResponse {
     pub buckets: Vec<BucketUsage>,
 }
 
-/// One storage class as `/admin/v1/cluster` reports it.
-#[derive(Debug, Serialize)]
-pub struct StorageClassView {
-    pub name: String,
-    pub data_shards: u8,
-    pub parity_shards: u8,
-}
-
-/// `GET /admin/v1/cluster`: in fs mode one "node", the gateway itself.
+/// `GET /admin/v1/cluster`: the backend's [`ClusterView`] and its mode.
 #[derive(Debug, Serialize)]
 pub struct ClusterResponse {
     pub mode: String,
-    pub nodes: Vec<serde_json::Value>,
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub ring_epoch: u64,
-    pub storage_classes: Vec<StorageClassView>,
+    #[serde(flatten)]
+    pub cluster: ClusterView,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -130,17 +119,6 @@ async fn cluster(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     if let Some(r) = refuse(&s, &headers) {
         return r;
     }
-    Json(ClusterResponse {
-        mode: s.backend.kind().to_string(),
-        nodes: Vec::new(),
-        leader: None,
-        term: 0,
-        ring_epoch: 0,
-        storage_classes: vec![StorageClassView {
-            name: "STANDARD".into(),
-            data_shards: 1,
-            parity_shards: 0,
-        }],
-    })
-    .into_response()
+    Json(ClusterResponse { mode: s.backend.kind().to_string(), cluster: s.backend.cluster().await })
+        .into_response()
 }

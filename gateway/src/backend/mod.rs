@@ -111,6 +111,33 @@ pub struct BucketUsage {
     pub storage_class: String,
 }
 
+/// One storage node as `/admin/v1/cluster` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub id: u64,
+    pub addr: String,
+    /// Reachable as far as this gateway knows.
+    pub healthy: bool,
+}
+
+/// One storage class as `/admin/v1/cluster` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageClassView {
+    pub name: String,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+}
+
+/// The storage behind a backend, for the admin API and the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeView>,
+    /// The Raft leader this gateway last reached.
+    pub leader: Option<u64>,
+    pub ring_epoch: u64,
+    pub storage_classes: Vec<StorageClassView>,
+}
+
 /// System metadata a client sets on PUT and gets back on GET/HEAD.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpMeta {
@@ -357,6 +384,21 @@ pub trait Backend: Send + Sync + 'static {
     /// distributed backend needs a reachable Raft leader.
     async fn ready(&self) -> bool {
         true
+    }
+
+    /// Nodes, leader, ring epoch and storage classes; one local store with
+    /// no redundancy by default.
+    async fn cluster(&self) -> ClusterView {
+        ClusterView {
+            nodes: Vec::new(),
+            leader: None,
+            ring_epoch: 0,
+            storage_classes: vec![StorageClassView {
+                name: "STANDARD".into(),
+                data_shards: 1,
+                parity_shards: 0,
+            }],
+        }
     }
 
     async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()>;

@@ -329,7 +329,7 @@ async fn hammer(
                     0..=3 => {
                         n += 1;
                         let version = c << 32 | n;
-                        let len = if version % 2 == 0 { 1000 } else { 150_000 };
+                        let len = if version.is_multiple_of(2) { 1000 } else { 150_000 };
                         let r = s3
                             .put_object()
                             .bucket(bucket)

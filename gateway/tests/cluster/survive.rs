@@ -153,10 +153,15 @@ async fn writers_survive_a_kill(kill_leader: bool) {
             let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let key = format!("w{w}/{i:05}");
-                let n = if i % 3 == 0 { 150_000 } else { 2000 };
+                let n = if i.is_multiple_of(3) { 150_000 } else { 2000 };
                 let seed = w * 100_000 + i;
-                let r =
-                    s3.put_object().bucket("writers").key(&key).body(data(n, seed).into()).send().await;
+                let r = s3
+                    .put_object()
+                    .bucket("writers")
+                    .key(&key)
+                    .body(data(n, seed).into())
+                    .send()
+                    .await;
                 if r.is_ok() {
                     acked.insert(key, (n, seed));
                     gaps = gaps.max(last.elapsed());

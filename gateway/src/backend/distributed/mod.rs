@@ -484,6 +484,33 @@ impl Backend for DistributedBackend {
         self.inner.ready.load(Ordering::Relaxed)
     }
 
+    async fn cluster(&self) -> ClusterView {
+        let inner = &self.inner;
+        let ready = inner.is_ready();
+        ClusterView {
+            nodes: inner
+                .nodes
+                .iter()
+                .map(|n| NodeView {
+                    id: n.id,
+                    addr: n.addr.clone(),
+                    healthy: ready && !inner.data.health().is_down(n.id),
+                })
+                .collect(),
+            leader: inner.meta.leader().map(|n| n.id),
+            ring_epoch: inner.ring().map_or(0, |r| r.epoch()),
+            storage_classes: inner
+                .classes
+                .iter()
+                .map(|(name, e)| StorageClassView {
+                    name: name.clone(),
+                    data_shards: e.data_shards,
+                    parity_shards: e.parity_shards,
+                })
+                .collect(),
+        }
+    }
+
     async fn create_bucket(&self, bucket: &str, public: bool) -> Result<()> {
         self.inner.create_bucket(bucket, public).await
     }

@@ -434,3 +434,137 @@ async fn sixteen_writers_lose_the_leader_and_keep_every_acknowledged_put() {
     }
     t.c.shutdown().await;
 }
+
+/// Distinct owners of the chunks of `bucket/key`'s record.
+async fn owners_of(
+    inner: &predastore_gateway::backend::distributed::Inner,
+    bucket: &str,
+    key: &str,
+) -> BTreeSet<u128> {
+    let rec = inner.meta().get_object(bucket, key).await.unwrap();
+    rec.chunks.iter().map(|c| c.object).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_and_multipart_share_chunks_and_collection_keeps_what_is_referenced() {
+    let t = TestCluster::start(3, 2, 1, MIB as u64).await;
+    let s3 = t.client();
+    let config = t.c.gateway_config().clone();
+    let backend = DistributedBackend::open(&config).await.unwrap();
+    let inner = backend.inner().clone();
+    eventually("the backend is ready", Duration::from_secs(20), || {
+        let inner = inner.clone();
+        async move { inner.is_ready() }
+    })
+    .await;
+    s3.create_bucket().bucket("share").send().await.unwrap();
+    let body = data(3 * MIB + 1, 8);
+    s3.put_object().bucket("share").key("src").body(body.clone().into()).send().await.unwrap();
+    // CopyObject references the source's chunks: no bytes move.
+    s3.copy_object().bucket("share").key("copy").copy_source("share/src").send().await.unwrap();
+    let src_owners = owners_of(&inner, "share", "src").await;
+    assert_eq!(owners_of(&inner, "share", "copy").await, src_owners);
+    // Multipart: Complete stitches the parts' chunks; one part is a
+    // reference copy of the whole source.
+    let up = s3.create_multipart_upload().bucket("share").key("mp").send().await.unwrap();
+    let id = up.upload_id().unwrap();
+    let p1 = data(5 * MIB, 9);
+    let e1 = s3
+        .upload_part()
+        .bucket("share")
+        .key("mp")
+        .upload_id(id)
+        .part_number(1)
+        .body(p1.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let e2 = s3
+        .upload_part_copy()
+        .bucket("share")
+        .key("mp")
+        .upload_id(id)
+        .part_number(2)
+        .copy_source("share/src")
+        .send()
+        .await
+        .unwrap();
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let parts = vec![
+        CompletedPart::builder().part_number(1).e_tag(e1.e_tag().unwrap()).build(),
+        CompletedPart::builder()
+            .part_number(2)
+            .e_tag(e2.copy_part_result().unwrap().e_tag().unwrap())
+            .build(),
+    ];
+    s3.complete_multipart_upload()
+        .bucket("share")
+        .key("mp")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    let mp_owners = owners_of(&inner, "share", "mp").await;
+    assert_eq!(mp_owners.len(), 2, "one owner per part, no copy");
+    assert!(src_owners.is_subset(&mp_owners));
+    // Delete the source and collect at once: the copies keep their bytes.
+    s3.delete_object().bucket("share").key("src").send().await.unwrap();
+    let now = collector::Schedule {
+        every: Duration::ZERO,
+        grace: Duration::ZERO,
+        intent_ttl: Duration::from_secs(3600),
+    };
+    collector::round(&inner, now).await.unwrap();
+    assert!(get(&s3, "share", "copy", None).await == body);
+    let mp = get(&s3, "share", "mp", None).await;
+    assert!(mp.slice(..p1.len()) == p1 && mp.slice(p1.len()..) == body);
+    // Replace the copy too: now the source's chunks are unreferenced and go.
+    s3.put_object().bucket("share").key("copy").body(b"x".to_vec().into()).send().await.unwrap();
+    s3.delete_object().bucket("share").key("mp").send().await.unwrap();
+    let r = collector::round(&inner, now).await.unwrap();
+    assert!(r.chunks >= 4 + 5, "{r:?}");
+    let left: BTreeSet<u128> = stored_shards(&inner).await.iter().map(|s| s.object).collect();
+    assert!(left.is_disjoint(&src_owners), "freed shards were deleted");
+    predastore_gateway::backend::Backend::close(&backend).await.unwrap();
+    t.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_the_raft_leader_and_metrics_show_degraded_reads() {
+    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("ready").send().await.unwrap();
+    let body = data(4 * MIB, 4);
+    s3.put_object().bucket("ready").key("k").body(body.clone().into()).send().await.unwrap();
+    let admin = t.c.admin_addr().unwrap();
+    let readyz = move || async move {
+        reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(readyz().await, 200);
+    // One node down: still a leader, degraded reads are counted.
+    t.c.kill_node(0).await.unwrap();
+    assert!(get(&s3, "ready", "k", None).await == body);
+    let m = t.metrics().await;
+    assert!(counter(&m, "predastore_gateway_degraded_reads_total") > 0.0, "{m}");
+    assert!(counter(&m, "predastore_gateway_reconstructions_total") > 0.0);
+    assert!(m.contains(
+        "predastore_gateway_shard_duration_seconds_count{node=\"1\",op=\"get\",outcome=\"ok\"}"
+    ));
+    eventually("still ready with a leader", Duration::from_secs(10), || async {
+        readyz().await == 200
+    })
+    .await;
+    // Two down: no Raft majority, not ready.
+    t.c.kill_node(1).await.unwrap();
+    eventually("not ready without a leader", Duration::from_secs(15), || async {
+        readyz().await == 503
+    })
+    .await;
+    t.c.start_node(0).await.unwrap();
+    eventually("ready again", Duration::from_secs(20), || async { readyz().await == 200 }).await;
+    t.c.shutdown().await;
+}

@@ -7,8 +7,8 @@ use s3s::crypto::Checksum as _;
 use time::OffsetDateTime;
 
 use super::{
-    BackendError, Checksums, MAX_PART_NUMBER, PartInfo, Result, UploadInfo, UploadsPage,
-    UploadsQuery,
+    BackendError, Checksums, MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo, Result, UploadInfo,
+    UploadsPage, UploadsQuery,
 };
 
 /// Longest key S3 accepts, in bytes.
@@ -43,6 +43,34 @@ pub fn check_part_number(n: u32) -> Result<()> {
             "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
         )))
     }
+}
+
+/// Checks a CompleteMultipartUpload part list against the stored parts:
+/// ascending part numbers, each one stored with the given ETag (quotes
+/// optional), every part but the last at least 5 MiB. Returns the index in
+/// `stored` of each listed part, in order.
+pub fn choose_parts(wanted: &[(u32, String)], stored: &[PartInfo]) -> Result<Vec<usize>> {
+    for w in wanted.windows(2) {
+        if w[1].0 <= w[0].0 {
+            return Err(BackendError::InvalidPartOrder);
+        }
+    }
+    let mut chosen = Vec::with_capacity(wanted.len());
+    for (n, etag) in wanted {
+        let etag = etag.trim().trim_matches('"');
+        match stored.iter().position(|p| p.part_number == *n) {
+            Some(i) if stored[i].etag == etag => chosen.push(i),
+            _ => return Err(BackendError::InvalidPart { part_number: *n }),
+        }
+    }
+    if let Some((_, all_but_last)) = chosen.split_last() {
+        for &i in all_but_last {
+            if stored[i].size < MIN_PART_SIZE {
+                return Err(BackendError::EntityTooSmall { part_number: stored[i].part_number });
+            }
+        }
+    }
+    Ok(chosen)
 }
 
 /// S3's multipart ETag: MD5 of the concatenated binary part MD5s, `-N`.

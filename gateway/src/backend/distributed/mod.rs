@@ -946,29 +946,13 @@ impl Backend for DistributedBackend {
     ) -> Result<ObjectInfo> {
         let inner = &self.inner;
         let (u, stored) = inner.upload(bucket, key, upload_id).await?;
-        for w in parts.windows(2) {
-            if w[1].0 <= w[0].0 {
-                return Err(BackendError::InvalidPartOrder);
-            }
-        }
-        let mut chosen = Vec::with_capacity(parts.len());
-        for (n, etag) in &parts {
-            let etag = etag.trim().trim_matches('"');
-            let found = stored.iter().find(|p| p.part_number == *n);
-            let Some(p) = found else { return Err(BackendError::InvalidPart { part_number: *n }) };
-            let (info, missing) = record::part_info(p)?;
-            if info.etag != etag {
-                return Err(BackendError::InvalidPart { part_number: *n });
-            }
-            chosen.push((info, missing, p.chunks.clone()));
-        }
-        if let Some((_, all_but_last)) = chosen.split_last() {
-            for (p, _, _) in all_but_last {
-                if p.size < MIN_PART_SIZE {
-                    return Err(BackendError::EntityTooSmall { part_number: p.part_number });
-                }
-            }
-        }
+        let decoded: Vec<(PartInfo, Vec<String>)> =
+            stored.iter().map(record::part_info).collect::<Result<_>>()?;
+        let infos: Vec<PartInfo> = decoded.iter().map(|(i, _)| i.clone()).collect();
+        let chosen: Vec<_> = rules::choose_parts(&parts, &infos)?
+            .into_iter()
+            .map(|i| (decoded[i].0.clone(), decoded[i].1.clone(), stored[i].chunks.clone()))
+            .collect();
         let infos: Vec<PartInfo> = chosen.iter().map(|(i, _, _)| i.clone()).collect();
         let opts = record::upload_options(&u)?;
         let info = ObjectInfo {

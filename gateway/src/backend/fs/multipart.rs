@@ -18,8 +18,8 @@ use super::{Bucket, blocking};
 use crate::backend::rules;
 use crate::backend::verify::BodySummary;
 use crate::backend::{
-    BackendError, MIN_PART_SIZE, ObjectInfo, PartInfo, Result, UploadInfo, UploadOptions,
-    UploadsPage, UploadsQuery,
+    BackendError, ObjectInfo, PartInfo, Result, UploadInfo, UploadOptions, UploadsPage,
+    UploadsQuery,
 };
 
 /// An upload that exists, with where its files are.
@@ -134,30 +134,10 @@ pub(super) async fn assemble(
 ) -> Result<(TempPath, ObjectInfo, u32)> {
     let key = key.to_string();
     blocking(move || {
-        for w in wanted.windows(2) {
-            if w[1].0 <= w[0].0 {
-                return Err(BackendError::InvalidPartOrder);
-            }
-        }
         let stored = read_parts(&up)?;
-        let mut chosen = Vec::with_capacity(wanted.len());
-        for (n, etag) in &wanted {
-            let etag = etag.trim().trim_matches('"');
-            let Some(p) = stored.iter().find(|p| p.info.part_number == *n) else {
-                return Err(BackendError::InvalidPart { part_number: *n });
-            };
-            if p.info.etag != etag {
-                return Err(BackendError::InvalidPart { part_number: *n });
-            }
-            chosen.push(p.clone());
-        }
-        if let Some((_, all_but_last)) = chosen.split_last() {
-            for p in all_but_last {
-                if p.info.size < MIN_PART_SIZE {
-                    return Err(BackendError::EntityTooSmall { part_number: p.info.part_number });
-                }
-            }
-        }
+        let infos: Vec<_> = stored.iter().map(|p| p.info.clone()).collect();
+        let chosen: Vec<PartRecord> =
+            rules::choose_parts(&wanted, &infos)?.into_iter().map(|i| stored[i].clone()).collect();
         let tmp = TempPath::new(&b.tmp());
         let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(tmp.path())?);
         let mut crc = s3s::crypto::Crc32c::new();

@@ -364,9 +364,14 @@ pub enum Query {
     StorageClasses,
     /// The committed ring.
     Ring,
-    /// Garbage and intents to collect, oldest owners first, at most
-    /// `limit` of each.
+    /// Garbage and intents to collect, by owner id, at most `limit` of
+    /// each.
     Garbage { limit: u32 },
+    /// One upload without its parts (answered `Parts(upload, [])`).
+    GetUpload { bucket: String, upload_id: String },
+    /// Garbage and intents with owner ids after the given ones (a page of
+    /// [`Query::Garbage`]), at most `limit` of each.
+    GarbagePage { after_freed: Option<u128>, after_intent: Option<u128>, limit: u32 },
 }
 
 /// Answer to a command or a query.

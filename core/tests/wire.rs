@@ -252,6 +252,14 @@ fn sample_meta() -> Vec<MetaRequest> {
             command: Command::ForgetGarbage { chunks: vec![(0xfeed, 2)], owners: vec![0xbeef] },
         },
         MetaRequest::Read { query: Query::Garbage { limit: 256 }, linearizable: true },
+        MetaRequest::Read {
+            query: Query::GetUpload { bucket: "photos".into(), upload_id: "u1".into() },
+            linearizable: true,
+        },
+        MetaRequest::Read {
+            query: Query::GarbagePage { after_freed: Some(7), after_intent: None, limit: 256 },
+            linearizable: true,
+        },
     ]
 }
 

@@ -640,6 +640,26 @@ fn scan<T: DeserializeOwned>(
     Ok(out)
 }
 
+/// Records under `prefix` whose owner id (u128 BE after the prefix) is
+/// greater than `after`, in owner order.
+fn scan_after<T: DeserializeOwned>(
+    kv: &dyn KvRead,
+    prefix: &[u8],
+    after: Option<u128>,
+    limit: usize,
+) -> Result<Vec<T>, KvError> {
+    let Some(after) = after else { return scan(kv, prefix, limit) };
+    let Some(next) = after.checked_add(1) else { return Ok(Vec::new()) };
+    let from = cat(&[prefix, &next.to_be_bytes()]);
+    let end = prefix_end(prefix);
+    let mut out = Vec::new();
+    kv.range(&from, end.as_deref(), &mut |k, v| {
+        out.push(dec(k, v)?);
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
+}
+
 fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
     Ok(match q {
         Query::GetBucket { name } => need_bucket(kv, name)?.map(Reply::Bucket),
@@ -674,6 +694,16 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
         Query::Garbage { limit } => {
             let limit = (*limit).clamp(1, MAX_KEYS) as usize;
             Ok(Reply::Garbage { freed: scan(kv, b"g/", limit)?, intents: scan(kv, b"i/", limit)? })
+        }
+        Query::GarbagePage { after_freed, after_intent, limit } => {
+            let limit = (*limit).clamp(1, MAX_KEYS) as usize;
+            Ok(Reply::Garbage {
+                freed: scan_after(kv, b"g/", *after_freed, limit)?,
+                intents: scan_after(kv, b"i/", *after_intent, limit)?,
+            })
+        }
+        Query::GetUpload { bucket, upload_id } => {
+            need_upload(kv, bucket, upload_id)?.map(|u| Reply::Parts(u, Vec::new()))
         }
     })
 }
@@ -937,6 +967,27 @@ pub(crate) mod tests {
         assert_eq!(g[0].chunks.iter().map(|c| c.chunk).collect::<Vec<_>>(), vec![1]);
         kv.apply(vec![(10, 40, Command::ForgetGarbage { chunks: vec![(7, 1)], owners: vec![] })]);
         assert!(!kv.0.keys().any(|k| k.starts_with(b"g/") || k.starts_with(b"x/")));
+        // Pages of garbage by owner id.
+        let r = kv.apply(
+            (20..25u128)
+                .flat_map(|o| {
+                    [
+                        (100 + o * 2, 50, intent(o)),
+                        (101 + o * 2, 50, Command::AbandonIntent { owner: o }),
+                    ]
+                })
+                .collect(),
+        );
+        assert!(r.iter().all(|r| r.is_ok()));
+        let page = |after: Option<u128>| {
+            let q = Query::GarbagePage { after_freed: after, after_intent: None, limit: 2 };
+            let Reply::Garbage { freed, .. } = query(&kv, &q).unwrap() else { panic!() };
+            freed.iter().map(|g| g.owner).collect::<Vec<_>>()
+        };
+        assert_eq!(page(None), vec![20, 21]);
+        assert_eq!(page(Some(21)), vec![22, 23]);
+        assert_eq!(page(Some(23)), vec![24]);
+        assert_eq!(page(Some(24)), Vec::<u128>::new());
     }
 
     #[test]

@@ -71,33 +71,48 @@ pub async fn run(inner: Arc<Inner>, schedule: Schedule) {
     }
 }
 
-/// One round: retries old garbage and abandons stale intents.
+/// One round: pages through all garbage and intents (by owner id), deletes
+/// garbage past its grace and abandons stale intents. Entries whose deletes
+/// fail are passed over, so they never block the rest.
 pub async fn round(inner: &Inner, schedule: Schedule) -> Result<Round, String> {
     let now = millis(now_millis());
-    let reply = inner.meta.read(Query::Garbage { limit: 256 }).await.map_err(|e| e.to_string())?;
-    let Reply::Garbage { freed, intents } = reply else {
-        return Err(format!("unexpected reply {reply:?}"));
-    };
     let grace = schedule.grace.as_millis() as u64;
     let ttl = schedule.intent_ttl.as_millis() as u64;
-    let old: Vec<GarbageRecord> =
-        freed.into_iter().filter(|g| now.saturating_sub(g.since_ms) >= grace).collect();
-    let mut done = free(inner, old).await;
-    for i in intents.into_iter().filter(|i| now.saturating_sub(i.started_ms) >= ttl) {
-        tracing::info!(owner = %format!("{:032x}", i.owner), bucket = %i.bucket, key = %i.key,
-            "abandoning a write that never committed");
-        let f = inner
-            .meta
-            .write_freeing(Command::AbandonIntent { owner: i.owner })
-            .await
-            .map_err(|e| e.to_string())?;
-        done.abandoned += 1;
-        let r = free(inner, f.freed).await;
+    let (mut after_freed, mut after_intent) = (None, None);
+    let mut done = Round::default();
+    loop {
+        let q = Query::GarbagePage { after_freed, after_intent, limit: PAGE };
+        let reply = inner.meta.read(q).await.map_err(|e| e.to_string())?;
+        let Reply::Garbage { freed, intents } = reply else {
+            return Err(format!("unexpected reply {reply:?}"));
+        };
+        if freed.is_empty() && intents.is_empty() {
+            return Ok(done);
+        }
+        // An empty side is done: park its cursor past every owner id.
+        after_freed = Some(freed.last().map_or(u128::MAX, |g| g.owner));
+        after_intent = Some(intents.last().map_or(u128::MAX, |i| i.owner));
+        let old: Vec<GarbageRecord> =
+            freed.into_iter().filter(|g| now.saturating_sub(g.since_ms) >= grace).collect();
+        let r = free(inner, old).await;
         done.chunks += r.chunks;
         done.swept += r.swept;
+        for i in intents.into_iter().filter(|i| now.saturating_sub(i.started_ms) >= ttl) {
+            tracing::info!(owner = %format!("{:032x}", i.owner), bucket = %i.bucket, key = %i.key,
+                "abandoning a write that never committed");
+            inner
+                .meta
+                .write_freeing(Command::AbandonIntent { owner: i.owner })
+                .await
+                .map_err(|e| e.to_string())?;
+            // Its sweep record is collected once past the grace.
+            done.abandoned += 1;
+        }
     }
-    Ok(done)
 }
+
+/// Garbage and intents read per metadata request.
+const PAGE: u32 = 256;
 
 /// Deletes the shards of `freed` and forgets what is fully deleted.
 /// Whatever fails stays on record for a later round.

@@ -397,23 +397,34 @@ impl Inner {
         Err(err)
     }
 
-    /// Gives up a write of `owner` that will not commit: deletes its
-    /// `chunks`, ends the intent, and forgets the owner once nothing of it
-    /// is left (otherwise the collector sweeps it later).
-    async fn abandon(&self, owner: u128, chunks: &[predastore_core::meta::ChunkLayout]) {
-        let failed = self.data.delete_object(chunks).await;
+    /// Ends the intent of a write that failed, or whose commit answered
+    /// with an error that does not say whether it applied (a lost leader).
+    /// Raft orders this after any such commit, so the answer is final:
+    /// `Some(true)` — a record references the owner, the write committed
+    /// after all; `Some(false)` — nothing does and nothing ever will (a late
+    /// commit fails with `ChunksGone`), so the known `chunks` are deleted
+    /// now and the collector sweeps any others after its grace; `None` —
+    /// the metadata plane did not answer, nothing is deleted, and the
+    /// collector ends the intent once it is stale.
+    async fn abandon(
+        &self,
+        owner: u128,
+        chunks: &[predastore_core::meta::ChunkLayout],
+    ) -> Option<bool> {
         match self.meta.write_freeing(Command::AbandonIntent { owner }).await {
-            Ok(f) => {
-                if failed.is_empty() && !f.freed.is_empty() {
-                    // Nothing of the owner is stored: the sweep is done.
-                    let _ = self
-                        .meta
-                        .write(Command::ForgetGarbage { chunks: Vec::new(), owners: vec![owner] })
-                        .await;
+            Ok(f) if f.freed.iter().any(|g| g.owner == owner) => {
+                let failed = self.data.delete_object(chunks).await;
+                if !failed.is_empty() {
+                    tracing::warn!(owner = %format!("{owner:032x}"), failed = failed.len(),
+                        "shards of a failed write not deleted yet; the collector sweeps them");
                 }
+                Some(false)
             }
+            Ok(_) => Some(true),
             Err(e) => {
-                tracing::warn!(error = %e, owner = %format!("{owner:032x}"), "ending a write intent; the collector will retry")
+                tracing::warn!(error = %e, owner = %format!("{owner:032x}"),
+                    "ending a write intent failed; the collector will end it");
+                None
             }
         }
     }
@@ -446,25 +457,35 @@ impl Inner {
                 Ok(())
             }
             Err(e) => {
-                if let Some(owner) = owner {
-                    self.abandon(owner, &chunks).await;
+                if let Some(owner) = owner
+                    && self.abandon(owner, &chunks).await == Some(true)
+                {
+                    tracing::info!(bucket, key, error = %e, "the commit applied despite the error");
+                    return Ok(());
                 }
                 Err(meta_err(e))
             }
         }
     }
 
-    /// The upload and its parts, checked to belong to `key`.
+    /// The upload, checked to belong to `key`, with its parts when
+    /// `with_parts` (only Complete and ListParts need them).
     async fn upload(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
+        with_parts: bool,
     ) -> Result<(predastore_core::meta::MultipartUpload, Vec<PartRecord>)> {
-        let q = Query::ListParts { bucket: bucket.into(), upload_id: upload_id.into() };
+        let (bucket, upload_id) = (bucket.to_string(), upload_id.to_string());
+        let q = if with_parts {
+            Query::ListParts { bucket, upload_id: upload_id.clone() }
+        } else {
+            Query::GetUpload { bucket, upload_id: upload_id.clone() }
+        };
         match self.meta.read(q).await.map_err(meta_err)? {
             Reply::Parts(u, parts) if u.key == key => Ok((u, parts)),
-            Reply::Parts(..) => Err(BackendError::NoSuchUpload { upload_id: upload_id.into() }),
+            Reply::Parts(..) => Err(BackendError::NoSuchUpload { upload_id }),
             r => Err(unexpected(r)),
         }
     }
@@ -849,7 +870,7 @@ impl Backend for DistributedBackend {
         let inner = &self.inner;
         let Some(cur) = inner.current(src.0, src.1).await? else { return Ok(None) };
         let src_info = record::info_of(src.1, &cur)?;
-        let (u, _) = inner.upload(dst.0, dst.1, upload_id).await?;
+        let (u, _) = inner.upload(dst.0, dst.1, upload_id, false).await?;
         if cur.etag != src_etag
             || !src_info.parts.is_empty()
             || cur.inline.is_some()
@@ -906,7 +927,7 @@ impl Backend for DistributedBackend {
     ) -> Result<PartInfo> {
         rules::check_part_number(part_number)?;
         let inner = &self.inner;
-        let (u, _) = inner.upload(bucket, key, upload_id).await?;
+        let (u, _) = inner.upload(bucket, key, upload_id, false).await?;
         let (_, class) = inner.class(Some(&u.storage_class))?;
         let checked = CheckedBody::new(body.stream, body.size, body.check)?;
         let (owner, w, summary) =
@@ -929,8 +950,9 @@ impl Backend for DistributedBackend {
         match inner.meta.write_freeing(cmd).await {
             Ok(f) => inner.free_later(f.freed),
             Err(e) => {
-                inner.abandon(owner, &w.chunks).await;
-                return Err(meta_err(e));
+                if inner.abandon(owner, &w.chunks).await != Some(true) {
+                    return Err(meta_err(e));
+                }
             }
         }
         Ok(info)
@@ -945,7 +967,7 @@ impl Backend for DistributedBackend {
         condition: WriteCondition,
     ) -> Result<ObjectInfo> {
         let inner = &self.inner;
-        let (u, stored) = inner.upload(bucket, key, upload_id).await?;
+        let (u, stored) = inner.upload(bucket, key, upload_id, true).await?;
         let decoded: Vec<(PartInfo, Vec<String>)> =
             stored.iter().map(record::part_info).collect::<Result<_>>()?;
         let infos: Vec<PartInfo> = decoded.iter().map(|(i, _)| i.clone()).collect();
@@ -985,7 +1007,7 @@ impl Backend for DistributedBackend {
     }
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        self.inner.upload(bucket, key, upload_id).await?;
+        self.inner.upload(bucket, key, upload_id, false).await?;
         let cmd = Command::AbortUpload { bucket: bucket.into(), upload_id: upload_id.into() };
         let f = self.inner.meta.write_freeing(cmd).await.map_err(meta_err)?;
         self.inner.free_later(f.freed);
@@ -998,7 +1020,7 @@ impl Backend for DistributedBackend {
         key: &str,
         upload_id: &str,
     ) -> Result<(UploadInfo, Vec<PartInfo>)> {
-        let (u, parts) = self.inner.upload(bucket, key, upload_id).await?;
+        let (u, parts) = self.inner.upload(bucket, key, upload_id, true).await?;
         let parts =
             parts.iter().map(|p| record::part_info(p).map(|(i, _)| i)).collect::<Result<_>>()?;
         Ok((record::upload_info(&u)?, parts))

@@ -992,6 +992,11 @@ impl Backend for DistributedBackend {
             tags: opts.tags,
         };
         let missing: Vec<String> = chosen.iter().flat_map(|(_, m, _)| m.clone()).collect();
+        // Which part owns which chunks, to name a part replaced meanwhile.
+        let part_of: Vec<(u128, u32)> = chosen
+            .iter()
+            .flat_map(|(p, _, c)| c.iter().map(move |c| (c.object, p.part_number)))
+            .collect();
         let mut rec = record::record_of(&info, new_request_id(), missing);
         rec.chunks = chosen.into_iter().flat_map(|(_, _, c)| c).collect();
         let expect = inner.precondition(bucket, key, &condition).await?;
@@ -1001,7 +1006,15 @@ impl Backend for DistributedBackend {
             record: rec,
             expect,
         };
-        let f = inner.meta.write_freeing(cmd).await.map_err(meta_err)?;
+        let f = match inner.meta.write_freeing(cmd).await {
+            Ok(f) => f,
+            // A listed part was uploaded again (or aborted) since it was read.
+            Err(MetaError::ChunksGone(owner)) => {
+                let n = part_of.iter().find(|(o, _)| *o == owner).map_or(0, |(_, n)| *n);
+                return Err(BackendError::InvalidPart { part_number: n });
+            }
+            Err(e) => return Err(meta_err(e)),
+        };
         inner.free_later(f.freed);
         Ok(info)
     }

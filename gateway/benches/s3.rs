@@ -6,80 +6,17 @@
 //! the disk, `BENCH_QUICK=1` for a short run, `BENCH_RSS_GIB` for the size
 //! of the peak-RSS object, default 2).
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
+use common::{MIB, client, data, run, start_gateway, vm_hwm_kib};
 use s3s::crypto::Checksum as _;
-
-const AK: &str = "bench";
-const SK: &str = "bench-secret";
-const MIB: usize = 1 << 20;
-
-struct Proc {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_gateway(dir: &Path) -> Proc {
-    let (s3, admin) = (free_port(), free_port());
-    let cfg = dir.join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:{s3}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[storage.fs]\nbase_path = \"{}\"\n[[auth]]\naccess_key_id = \"{AK}\"\nsecret_access_key = \"{SK}\"\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_predastore-gateway"))
-        .args(["--config", cfg.to_str().unwrap(), "--log", "warn"])
-        .spawn()
-        .expect("start gateway");
-    let ready = format!("http://127.0.0.1:{admin}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Proc { child, endpoint: format!("http://127.0.0.1:{s3}") }
-}
-
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(AK, SK, None, None, "bench"))
-        .force_path_style(true)
-        // Measure the server, not the client's optional CRC work.
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    Client::from_conf(conf)
-}
-
-fn data(n: usize, seed: u64) -> Vec<u8> {
-    predastore_core::sample::pseudo_random_bytes(n, seed)
-}
 
 fn raw_put(dir: &Path, name: &str, body: &[u8]) {
     let mut md5 = s3s::crypto::Md5::new();
@@ -112,35 +49,6 @@ fn raw_get(dir: &Path, name: &str) -> usize {
     n
 }
 
-/// Runs `count` jobs over `conc` workers; returns elapsed seconds.
-async fn run<F, Fut>(count: usize, conc: usize, job: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let job = Arc::new(job);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..conc {
-        let job = Arc::clone(&job);
-        let next = Arc::clone(&next);
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                job(i).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    start.elapsed().as_secs_f64()
-}
-
 async fn throughput(s3: &Client, raw_dir: &Path, size: usize, count: usize, conc: usize) {
     let body = Arc::new(data(size, size as u64));
     let total = (size * count) as f64 / MIB as f64;
@@ -152,7 +60,8 @@ async fn throughput(s3: &Client, raw_dir: &Path, size: usize, count: usize, conc
             tokio::task::spawn_blocking(move || raw_put(&dir, &format!("o{i}"), &b)).await.unwrap();
         }
     })
-    .await;
+    .await
+    .secs;
     let c = s3.clone();
     let b = Arc::clone(&body);
     let put_s = run(count, conc, move |i| {
@@ -167,7 +76,8 @@ async fn throughput(s3: &Client, raw_dir: &Path, size: usize, count: usize, conc
                 .unwrap();
         }
     })
-    .await;
+    .await
+    .secs;
     let dir = raw_dir.to_path_buf();
     let raw_get_s = run(count, conc, move |i| {
         let dir = dir.clone();
@@ -175,7 +85,8 @@ async fn throughput(s3: &Client, raw_dir: &Path, size: usize, count: usize, conc
             tokio::task::spawn_blocking(move || raw_get(&dir, &format!("o{i}"))).await.unwrap();
         }
     })
-    .await;
+    .await
+    .secs;
     let c = s3.clone();
     let get_s = run(count, conc, move |i| {
         let c = c.clone();
@@ -189,7 +100,8 @@ async fn throughput(s3: &Client, raw_dir: &Path, size: usize, count: usize, conc
             assert_eq!(n, size);
         }
     })
-    .await;
+    .await
+    .secs;
     let label =
         if size >= MIB { format!("{} MiB", size / MIB) } else { format!("{} KiB", size >> 10) };
     println!(
@@ -216,7 +128,8 @@ async fn small_ops(s3: &Client, raw_dir: &Path, count: usize, conc: usize) {
             tokio::task::spawn_blocking(move || raw_put(&dir, &format!("s{i}"), &b)).await.unwrap();
         }
     })
-    .await;
+    .await
+    .secs;
     let c = s3.clone();
     let b = Arc::clone(&body);
     let put_s = run(count, conc, move |i| {
@@ -231,7 +144,8 @@ async fn small_ops(s3: &Client, raw_dir: &Path, count: usize, conc: usize) {
                 .unwrap();
         }
     })
-    .await;
+    .await
+    .secs;
     let c = s3.clone();
     let get_s = run(count, conc, move |i| {
         let c = c.clone();
@@ -240,7 +154,8 @@ async fn small_ops(s3: &Client, raw_dir: &Path, count: usize, conc: usize) {
             o.body.collect().await.unwrap();
         }
     })
-    .await;
+    .await
+    .secs;
     println!(
         "| 4 KiB x{count}, conc {conc} | PUT {:.0} ops/s | raw write+fsync+md5 {:.0} ops/s | {:.0}% | GET {:.0} ops/s | | |",
         count as f64 / put_s,
@@ -248,15 +163,6 @@ async fn small_ops(s3: &Client, raw_dir: &Path, count: usize, conc: usize) {
         100.0 * raw_s / put_s,
         count as f64 / get_s,
     );
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 async fn peak_rss(base: &Path, gib: u64) {

@@ -16,6 +16,7 @@
 //! - [`meta_client`]: the metadata client gateways use to reach the
 //!   nodes' Raft group.
 
+pub mod alloc;
 pub mod certs;
 pub mod checksum;
 pub mod chunks;

@@ -6,8 +6,12 @@ use predastore_gateway::auth::CredentialSource;
 use predastore_gateway::cli::{Cli, Command};
 use predastore_gateway::server::Gateway;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    predastore_core::alloc::return_large_buffers_to_the_os();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     match cli.command.take() {
         // The node sets up its own logging, exactly as `predastore-node`.

@@ -4,7 +4,11 @@
 use clap::Parser;
 use predastore_node::cli::Cli;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    predastore_core::alloc::return_large_buffers_to_the_os();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     predastore_node::cli::run(Cli::parse()).await
 }

@@ -5,6 +5,13 @@
 //!   node named in a `NotLeader` answer, and otherwise tries the nodes in
 //!   turn with exponential backoff until its deadline, then reports
 //!   [`MetaError::NoQuorum`].
+//! - An attempt at the believed leader that has not answered within
+//!   `probe_after` sends the same request to the other nodes as well, and
+//!   again every quarter of that: a leader that died (or froze) mid-request
+//!   sends no error, so without this every request in flight would wait out
+//!   its whole attempt timeout. A node that answers, or names another
+//!   leader, ends the wait; the stuck attempt is dropped. Safe because
+//!   requests are idempotent (below).
 //! - Every logical write carries one request id, reused by all its
 //!   retries; the state machine remembers applied ids (for ten minutes) and
 //!   answers a repeat with the first outcome, so a retry after a lost reply
@@ -46,6 +53,9 @@ pub struct MetaClientOptions {
     pub backoff_min: Duration,
     /// Longest pause between retries.
     pub backoff_max: Duration,
+    /// How long an attempt goes unanswered before the other nodes are asked
+    /// too (about a Raft election timeout: sooner finds no new leader).
+    pub probe_after: Duration,
 }
 
 impl Default for MetaClientOptions {
@@ -56,6 +66,7 @@ impl Default for MetaClientOptions {
             deadline: Duration::from_secs(15),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(500),
+            probe_after: Duration::from_secs(1),
         }
     }
 }
@@ -229,7 +240,12 @@ impl MetaClient {
             let Some(node) = self.target() else {
                 return Err(MetaError::NoQuorum("the client knows no nodes".into()));
             };
-            let outcome = tokio::time::timeout_at(deadline, self.send(&node, &req)).await;
+            let outcome = tokio::time::timeout_at(deadline, self.attempt(&node, &req)).await;
+            // The node whose answer decided (another one when a probe did).
+            let (node, outcome) = match outcome {
+                Ok((answered, r)) => (answered, Ok(r)),
+                Err(elapsed) => (node, Err(elapsed)),
+            };
             let last = match outcome {
                 Ok(Ok(reply)) => {
                     *self.leader.lock().expect("leader lock") = Some(node);
@@ -268,6 +284,67 @@ impl MetaClient {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.opts.backoff_max);
         }
+    }
+
+    /// Sends `req` to `node`; while it has not answered, asks the other
+    /// nodes every `probe_after` (see the module docs). Answers with the
+    /// node whose answer decided: `node`, or another node that served the
+    /// request or named a leader other than `node`.
+    async fn attempt(&self, node: &NodeAddr, req: &MetaRequest) -> (NodeAddr, MetaResult) {
+        let probes = async {
+            // After the first round, every quarter of it: an election
+            // takes about `probe_after`, and once it is over the request
+            // should move at once.
+            let mut pause = self.opts.probe_after;
+            loop {
+                tokio::time::sleep(pause).await;
+                if let Some(decided) = self.probe_others(node, req).await {
+                    return decided;
+                }
+                pause = self.opts.probe_after / 4;
+            }
+        };
+        tokio::select! {
+            r = self.send(node, req) => (node.clone(), r),
+            r = probes => r,
+        }
+    }
+
+    /// One round of asking every node but `stuck` for `req`, each within
+    /// `probe_after`. `None` when none of them could serve it and none
+    /// knows a leader other than `stuck`.
+    async fn probe_others(
+        &self,
+        stuck: &NodeAddr,
+        req: &MetaRequest,
+    ) -> Option<(NodeAddr, MetaResult)> {
+        let others: Vec<NodeAddr> = {
+            let nodes = self.nodes.lock().expect("nodes lock");
+            nodes.iter().filter(|n| n.id != stuck.id).cloned().collect()
+        };
+        let mut asks: futures::stream::FuturesUnordered<_> = others
+            .into_iter()
+            .map(|n| async move {
+                let r = tokio::time::timeout(self.opts.probe_after, self.send(&n, req)).await;
+                (n, r)
+            })
+            .collect();
+        while let Some((n, answer)) = futures::StreamExt::next(&mut asks).await {
+            match answer {
+                Ok(Err(MetaError::NotLeader { leader: Some(id), addr })) if id != stuck.id => {
+                    return Some((n, Err(MetaError::NotLeader { leader: Some(id), addr })));
+                }
+                Ok(Err(
+                    MetaError::NotLeader { .. }
+                    | MetaError::NoQuorum(_)
+                    | MetaError::Unavailable(_),
+                ))
+                | Err(_) => {}
+                // Served, or refused on its merits, by a leader.
+                Ok(decided) => return Some((n, decided)),
+            }
+        }
+        None
     }
 
     /// Applies `command` once, under a fresh request id.

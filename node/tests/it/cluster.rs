@@ -95,6 +95,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (e.g. "STOP", "CONT") to node `id`'s process.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let pid = self.nodes[&id].child.id().expect("node running");
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
     pub fn addr(&self, id: u64) -> NodeAddr {
         NodeAddr { id, addr: format!("127.0.0.1:{}", self.ports[&id]) }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use predastore_core::meta::{Command, MetaError, Precondition, Query, Reply};
-use predastore_core::meta_client::new_request_id;
+use predastore_core::meta_client::{MetaClientOptions, new_request_id};
 use tokio::time::Instant;
 
 use crate::cluster::*;
@@ -73,6 +73,40 @@ async fn three_nodes_elect_and_a_killed_leader_loses_no_acknowledged_write() {
     assert_eq!(s.role, "follower");
     assert!(s.ring_epoch >= 1, "ring committed: {s:?}");
     eprintln!("done at {:?}", t0.elapsed());
+}
+
+/// A leader that stops answering sends no error: the client must find the
+/// new leader by asking the other nodes, not wait out its attempt timeout.
+#[tokio::test]
+async fn a_write_at_a_frozen_leader_moves_to_the_new_leader() {
+    let mut c = Cluster::start(&[0, 1, 2], &[]).await;
+    let old = c.wait_leader(Duration::from_secs(20)).await;
+    let patient = MetaClientOptions {
+        attempt_timeout: Duration::from_secs(60),
+        deadline: Duration::from_secs(90),
+        ..MetaClientOptions::default()
+    };
+    let client = c.client_with(patient);
+    client.create_bucket(bucket("frozen")).await.unwrap();
+    assert_eq!(client.leader().map(|n| n.id), Some(old));
+
+    c.signal(old, "STOP");
+    let t = Instant::now();
+    let r = client.put_object("frozen", "k", record(1, 1), Precondition::None).await;
+    let took = t.elapsed();
+    c.signal(old, "CONT");
+    r.unwrap();
+    let new = client.leader().expect("a leader").id;
+    eprintln!("write done through node {new} {took:?} after freezing node {old}");
+    assert_ne!(new, old, "the write went through the new leader");
+    // Election (0.8-1.6 s here) plus one or two probe rounds, far below the
+    // 60 s attempt timeout.
+    assert!(took < Duration::from_secs(10), "the write waited {took:?}");
+    // The new leader is remembered: the next write does not probe.
+    let t = Instant::now();
+    client.put_object("frozen", "k2", record(2, 1), Precondition::None).await.unwrap();
+    assert!(t.elapsed() < Duration::from_millis(900), "second write took {:?}", t.elapsed());
+    c.kill(old).await;
 }
 
 #[tokio::test]

@@ -372,6 +372,10 @@ pub enum Query {
     /// Garbage and intents with owner ids after the given ones (a page of
     /// [`Query::Garbage`]), at most `limit` of each.
     GarbagePage { after_freed: Option<u128>, after_intent: Option<u128>, limit: u32 },
+    /// Open uploads of a bucket whose key starts with `prefix`, in (key,
+    /// upload id) order, after `after` (exclusive), at most `limit`: a page
+    /// of [`Query::ListUploads`], which stops at 1000.
+    UploadsPage { bucket: String, prefix: String, after: Option<(String, String)>, limit: u32 },
 }
 
 /// Answer to a command or a query.

@@ -260,6 +260,15 @@ fn sample_meta() -> Vec<MetaRequest> {
             query: Query::GarbagePage { after_freed: Some(7), after_intent: None, limit: 256 },
             linearizable: true,
         },
+        MetaRequest::Read {
+            query: Query::UploadsPage {
+                bucket: "photos".into(),
+                prefix: "2024/".into(),
+                after: Some(("2024/b.mp4".into(), "u1".into())),
+                limit: 1000,
+            },
+            linearizable: true,
+        },
     ]
 }
 

@@ -181,6 +181,10 @@ pub struct ObjectInfo {
     /// Object tags in the order they were set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The multipart upload that wrote this version: a retried Complete of
+    /// it is answered again, as S3 does, rather than with NoSuchUpload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 fn standard() -> String {

@@ -110,11 +110,18 @@ pub fn composite_checksums(parts: &[PartInfo]) -> Checksums {
     out
 }
 
-/// Pure paging of uploads (shared logic, tested without disks).
+/// A new multipart upload id: 32 lowercase hex digits (never a path),
+/// time-ordered (UUIDv7) so that (key, upload id) order, which the
+/// `upload-id-marker` of ListMultipartUploads pages by, is initiation order
+/// as in S3.
+pub fn new_upload_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Pure paging of uploads (shared logic, tested without disks): by key,
+/// then upload id, the order the markers page by.
 pub fn page_uploads(mut all: Vec<UploadInfo>, q: &UploadsQuery) -> UploadsPage {
-    all.sort_by(|a, b| {
-        (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
-    });
+    all.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
     let mut page = UploadsPage::default();
     let max = q.max_uploads.min(1000);
     let mut count = 0;

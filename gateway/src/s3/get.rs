@@ -209,6 +209,7 @@ mod tests {
             storage_class: "STANDARD".into(),
             parts: vec![],
             tags: vec![],
+            upload_id: None,
         }
     }
 

@@ -10,7 +10,7 @@ use super::{
     Front, body_check, body_stream, declared_len, etag, http_meta, owner, parse_tagging_header,
     storage_class, ts, user_meta,
 };
-use crate::backend::{PartBody, UploadOptions, UploadsQuery};
+use crate::backend::{BackendError, ObjectInfo, PartBody, UploadOptions, UploadsQuery, rules};
 
 pub async fn create(
     f: &Front,
@@ -113,11 +113,20 @@ pub async fn complete(
         list.push((n, e));
     }
     let condition = write_condition(i.if_none_match.as_ref(), i.if_match.as_ref())?;
-    let info = f
+    let wanted_etag = requested_etag(&list);
+    let info = match f
         .backend
         .complete_multipart(&i.bucket, &i.key, &i.upload_id, list, condition)
         .await
-        .or_s3()?;
+    {
+        Err(BackendError::NoSuchUpload { upload_id }) => {
+            already_completed(f, &i.bucket, &i.key, &upload_id, wanted_etag.as_deref())
+                .await
+                .ok_or(BackendError::NoSuchUpload { upload_id })
+        }
+        r => r,
+    }
+    .or_s3()?;
     let mut out = CompleteMultipartUploadOutput {
         bucket: Some(i.bucket.clone()),
         key: Some(i.key.clone()),
@@ -130,6 +139,27 @@ pub async fn complete(
         out.checksum_type = Some(ChecksumType::from_static(ChecksumType::COMPOSITE));
     }
     Ok(S3Response::new(out))
+}
+
+/// The ETag a Complete of `parts` produces, if their ETags are well formed.
+fn requested_etag(parts: &[(u32, String)]) -> Option<String> {
+    let etags: Vec<&str> = parts.iter().map(|(_, e)| e.trim_matches('"')).collect();
+    rules::multipart_etag(&etags).ok()
+}
+
+/// A retried Complete (its first answer lost) finds the upload gone: S3
+/// answers it again when the current version is the one that upload wrote
+/// from the same parts.
+async fn already_completed(
+    f: &Front,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    wanted_etag: Option<&str>,
+) -> Option<ObjectInfo> {
+    let info = f.backend.head_object(bucket, key).await.ok()?;
+    (info.upload_id.as_deref() == Some(upload_id) && Some(info.etag.as_str()) == wanted_etag)
+        .then_some(info)
 }
 
 pub async fn abort(

@@ -112,6 +112,72 @@ async fn upload_complete_and_read_parts() {
     assert!(s3.list_multipart_uploads().bucket("mpu").send().await.unwrap().uploads().is_empty());
 }
 
+/// A Complete whose answer was lost is retried by clients: S3 answers the
+/// retry again while the object is still the one that upload wrote, and
+/// NoSuchUpload for anything else.
+#[tokio::test]
+async fn a_retried_complete_is_answered_again() {
+    let t = TestGateway::start().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("mpu").send().await.unwrap();
+    let id = s3
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let mut etags = Vec::new();
+    for (n, data) in [(1, bytes(5 * MIB, 11)), (2, bytes(100, 12))] {
+        let r = s3
+            .upload_part()
+            .bucket("mpu")
+            .key("k")
+            .upload_id(&id)
+            .part_number(n)
+            .body(data.into())
+            .send()
+            .await
+            .unwrap();
+        etags.push(r.e_tag().unwrap().to_string());
+    }
+    let complete = |key: &'static str, list: Vec<(i32, String)>| {
+        let (s3, id) = (s3.clone(), id.clone());
+        async move {
+            let list: Vec<(i32, &str)> = list.iter().map(|(n, e)| (*n, e.as_str())).collect();
+            s3.complete_multipart_upload()
+                .bucket("mpu")
+                .key(key)
+                .upload_id(id)
+                .multipart_upload(parts(&list))
+                .send()
+                .await
+        }
+    };
+    let both = vec![(1, etags[0].clone()), (2, etags[1].clone())];
+    let first = complete("k", both.clone()).await.unwrap();
+    let again = complete("k", both.clone()).await.unwrap();
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert_eq!(again.key(), Some("k"));
+    // Other parts, another key, or a copy: the upload is gone.
+    let e = complete("k", vec![(1, etags[0].clone())]).await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchUpload", 404));
+    let e = complete("other", both.clone()).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    s3.copy_object().bucket("mpu").key("copy").copy_source("mpu/k").send().await.unwrap();
+    let e = complete("copy", both.clone()).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    // Once the object is replaced, the retry must not claim it.
+    s3.put_object().bucket("mpu").key("k").body(b"new".to_vec().into()).send().await.unwrap();
+    let e = complete("k", both).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let got = s3.get_object().bucket("mpu").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().to_vec(), b"new");
+}
+
 #[tokio::test]
 async fn complete_errors() {
     let t = TestGateway::start().await;
@@ -322,4 +388,71 @@ async fn list_uploads_with_markers() {
     let out = s3.list_multipart_uploads().bucket("mpu").delimiter("/").send().await.unwrap();
     assert_eq!(out.common_prefixes()[0].prefix(), Some("a/"));
     assert_eq!(out.uploads().len(), 2);
+}
+
+/// More open uploads than one page (1000), several of them for one key:
+/// every upload is listed exactly once, in key then initiation order, and
+/// a delimiter rolls the rest into prefixes without truncating.
+#[tokio::test]
+async fn list_uploads_beyond_one_thousand() {
+    use futures::StreamExt;
+    let t = TestGateway::start().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("many").send().await.unwrap();
+    // Three uploads of "same", created one after the other.
+    let mut same = Vec::new();
+    for _ in 0..3 {
+        let r = s3.create_multipart_upload().bucket("many").key("same").send().await.unwrap();
+        same.push(r.upload_id().unwrap().to_string());
+    }
+    let created: Vec<String> = futures::stream::iter(0..1005)
+        .map(|i| {
+            let s3 = s3.clone();
+            async move {
+                let key = format!("d{}/k{i:04}", i % 3);
+                s3.create_multipart_upload().bucket("many").key(&key).send().await.unwrap();
+                key
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut listed: Vec<(String, String)> = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    let mut pages = 0;
+    loop {
+        let out = s3
+            .list_multipart_uploads()
+            .bucket("many")
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await
+            .unwrap();
+        pages += 1;
+        for u in out.uploads() {
+            listed.push((u.key().unwrap().into(), u.upload_id().unwrap().into()));
+        }
+        if out.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = out.next_key_marker().map(str::to_string);
+        id_marker = out.next_upload_id_marker().map(str::to_string);
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(listed.len(), 1008);
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+    let mut want = created.clone();
+    want.extend(std::iter::repeat_n("same".to_string(), 3));
+    want.sort();
+    assert_eq!(listed.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), want);
+    let same_listed: Vec<_> =
+        listed.iter().filter(|(k, _)| k == "same").map(|(_, id)| id.clone()).collect();
+    assert_eq!(same_listed, same, "uploads of one key in initiation order");
+
+    let out = s3.list_multipart_uploads().bucket("many").delimiter("/").send().await.unwrap();
+    let prefixes: Vec<_> = out.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    assert_eq!(prefixes, ["d0/", "d1/", "d2/"]);
+    assert_eq!(out.uploads().len(), 3);
+    assert_eq!(out.is_truncated(), Some(false));
 }

@@ -674,13 +674,11 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
         Query::List(req) => list(kv, req)?.map(Reply::Page),
         Query::ListUploads { bucket, prefix } => {
             fail!(need_bucket(kv, bucket)?);
-            let mut ups: Vec<MultipartUpload> = scan(kv, &uploads_prefix(bucket), usize::MAX)?;
-            ups.retain(|u| u.key.starts_with(prefix.as_str()));
-            ups.sort_by(|a, b| {
-                meta::key_order(&a.key, &b.key).then_with(|| a.upload_id.cmp(&b.upload_id))
-            });
-            ups.truncate(MAX_KEYS as usize);
-            Ok(Reply::Uploads(ups))
+            Ok(Reply::Uploads(uploads_page(kv, bucket, prefix, None, MAX_KEYS)?))
+        }
+        Query::UploadsPage { bucket, prefix, after, limit } => {
+            fail!(need_bucket(kv, bucket)?);
+            Ok(Reply::Uploads(uploads_page(kv, bucket, prefix, after.as_ref(), *limit)?))
         }
         Query::ListParts { bucket, upload_id } => {
             let u = fail!(need_upload(kv, bucket, upload_id)?);
@@ -706,6 +704,30 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
             need_upload(kv, bucket, upload_id)?.map(|u| Reply::Parts(u, Vec::new()))
         }
     })
+}
+
+/// Uploads of `bucket` under `prefix` in (key, upload id) order, after
+/// `after`, at most `limit` (1..=1000). Uploads are stored by id, so every
+/// page scans the bucket's open uploads.
+fn uploads_page(
+    kv: &dyn KvRead,
+    bucket: &str,
+    prefix: &str,
+    after: Option<&(String, String)>,
+    limit: u32,
+) -> Result<Vec<MultipartUpload>, KvError> {
+    let mut ups: Vec<MultipartUpload> = scan(kv, &uploads_prefix(bucket), usize::MAX)?;
+    let order =
+        |a: (&str, &str), b: (&str, &str)| meta::key_order(a.0, b.0).then_with(|| a.1.cmp(b.1));
+    ups.retain(|u| {
+        u.key.starts_with(prefix)
+            && after.is_none_or(|(k, id)| {
+                order((&u.key, &u.upload_id), (k, id)) == std::cmp::Ordering::Greater
+            })
+    });
+    ups.sort_by(|a, b| order((&a.key, &a.upload_id), (&b.key, &b.upload_id)));
+    ups.truncate(limit.clamp(1, MAX_KEYS) as usize);
+    Ok(ups)
 }
 
 /// One listing page: keys after the start position, rolled up at the
@@ -1044,6 +1066,60 @@ pub(crate) mod tests {
         )]);
         assert_eq!(freed(&r[0]), vec![(21, vec![0])]);
         assert_eq!(kv.0.get(&ref_key(23, 0)).map(|v| meta::decode::<u64>(v).unwrap()), Some(1));
+    }
+
+    #[test]
+    fn uploads_page_by_key_then_id_past_one_thousand() {
+        let mut kv = MemKv::default();
+        let up = |key: String, id: String| {
+            Command::CreateUpload(MultipartUpload {
+                bucket: "bk1".into(),
+                key,
+                upload_id: id,
+                created_ms: 1,
+                content_type: None,
+                user_metadata: BTreeMap::new(),
+                storage_class: "STANDARD".into(),
+                owner: String::new(),
+            })
+        };
+        let mut cmds = vec![(1, 1, bucket("bk1"))];
+        // Ids in the reverse of key order: the page order is by key.
+        for i in 0..1200u128 {
+            cmds.push((2 + i, 1, up(format!("k{i:04}"), format!("{:04}", 1200 - i))));
+        }
+        cmds.push((5000, 1, up("k0005".into(), "0000".into())));
+        cmds.push((5001, 1, up("other".into(), "9999".into())));
+        assert!(kv.apply(cmds).iter().all(|r| r.is_ok()));
+        let page = |after: Option<(&str, &str)>, limit| {
+            let q = Query::UploadsPage {
+                bucket: "bk1".into(),
+                prefix: "k".into(),
+                after: after.map(|(k, id)| (k.to_string(), id.to_string())),
+                limit,
+            };
+            let Reply::Uploads(us) = query(&kv, &q).unwrap() else { panic!() };
+            us.into_iter().map(|u| (u.key, u.upload_id)).collect::<Vec<_>>()
+        };
+        let first = page(None, 5000);
+        assert_eq!(first.len(), 1000, "capped at 1000 a page");
+        assert_eq!(first[5], ("k0005".to_string(), "0000".to_string()));
+        assert_eq!(first[6], ("k0005".to_string(), "1195".to_string()));
+        let (k, id) = first.last().unwrap().clone();
+        let rest = page(Some((&k, &id)), 1000);
+        assert_eq!(rest.len(), 201);
+        assert_eq!(rest.last().unwrap().0, "k1199");
+        // The marker is exclusive on (key, id): the second k0005 upload
+        // comes after the first.
+        assert_eq!(page(Some(("k0005", "0000")), 1)[0], ("k0005".to_string(), "1195".to_string()));
+        assert_eq!(page(Some(("k0005", "")), 1)[0].1, "0000");
+        let missing = Query::UploadsPage {
+            bucket: "nope".into(),
+            prefix: String::new(),
+            after: None,
+            limit: 10,
+        };
+        assert!(matches!(query(&kv, &missing), Err(MetaError::NoSuchBucket(_))));
     }
 
     #[test]

@@ -687,6 +687,7 @@ impl Backend for DistributedBackend {
             storage_class: class_name,
             parts: Vec::new(),
             tags: opts.tags,
+            upload_id: None,
         };
         match head {
             Head::Whole(parts) => {
@@ -843,6 +844,7 @@ impl Backend for DistributedBackend {
             storage_class: class,
             parts: Vec::new(),
             tags: opts.tags.clone(),
+            upload_id: None,
         };
         let mut rec = record::record_of(&info, new_request_id(), record::missing_of(&cur));
         rec.chunks = cur.chunks;
@@ -911,7 +913,7 @@ impl Backend for DistributedBackend {
     ) -> Result<String> {
         rules::check_key(key)?;
         let (class, _) = self.inner.class(opts.storage_class.as_deref())?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = rules::new_upload_id();
         let u = record::upload_record(bucket, key, &id, "", &class, &opts, rules::now_millis());
         self.inner.meta.write(Command::CreateUpload(u)).await.map_err(meta_err)?;
         Ok(id)
@@ -990,6 +992,7 @@ impl Backend for DistributedBackend {
             storage_class: u.storage_class.clone(),
             parts: infos.iter().map(|p| p.size).collect(),
             tags: opts.tags,
+            upload_id: Some(upload_id.into()),
         };
         let missing: Vec<String> = chosen.iter().flat_map(|(_, m, _)| m.clone()).collect();
         // Which part owns which chunks, to name a part replaced meanwhile.
@@ -1040,13 +1043,34 @@ impl Backend for DistributedBackend {
     }
 
     async fn list_uploads(&self, bucket: &str, query: &UploadsQuery) -> Result<UploadsPage> {
-        let q = Query::ListUploads { bucket: bucket.into(), prefix: query.prefix.clone() };
-        match self.inner.meta.read(q).await.map_err(meta_err)? {
-            Reply::Uploads(us) => {
-                let all = us.iter().map(record::upload_info).collect::<Result<Vec<_>>>()?;
-                Ok(rules::page_uploads(all, query))
+        // Pages of uploads from the markers on, until they fill the S3 page
+        // (a delimiter can roll many uploads into one prefix) or run out.
+        const BATCH: u32 = 1000;
+        let mut after = query
+            .key_marker
+            .clone()
+            .map(|k| (k, query.upload_id_marker.clone().unwrap_or_default()));
+        let mut all = Vec::new();
+        loop {
+            let q = Query::UploadsPage {
+                bucket: bucket.into(),
+                prefix: query.prefix.clone(),
+                after: after.clone(),
+                limit: BATCH,
+            };
+            let batch = match self.inner.meta.read(q).await.map_err(meta_err)? {
+                Reply::Uploads(us) => us,
+                r => return Err(unexpected(r)),
+            };
+            let done = batch.len() < BATCH as usize;
+            after = batch.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+            for u in &batch {
+                all.push(record::upload_info(u)?);
             }
-            r => Err(unexpected(r)),
+            let page = rules::page_uploads(all.clone(), query);
+            if done || page.is_truncated {
+                return Ok(page);
+            }
         }
     }
 

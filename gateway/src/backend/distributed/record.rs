@@ -51,6 +51,10 @@ pub struct Attrs {
     /// Checksum algorithm announced for a multipart upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// The multipart upload that wrote the object (answers a retried
+    /// Complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 fn ms(t: OffsetDateTime) -> u64 {
@@ -121,6 +125,7 @@ pub fn info_of(key: &str, r: &ObjectRecord) -> Result<ObjectInfo> {
         storage_class: r.storage_class.clone(),
         parts: attrs.parts,
         tags: attrs.tags,
+        upload_id: attrs.upload_id,
     })
 }
 
@@ -136,6 +141,7 @@ pub fn record_of(info: &ObjectInfo, version_id: u128, missing: Vec<String>) -> O
         parts: info.parts.clone(),
         missing,
         checksum_algorithm: None,
+        upload_id: info.upload_id.clone(),
     };
     ObjectRecord {
         version_id,
@@ -175,6 +181,7 @@ pub fn upload_record(
         parts: Vec::new(),
         missing: Vec::new(),
         checksum_algorithm: opts.checksum_algorithm.clone(),
+        upload_id: None,
     };
     MultipartUpload {
         bucket: bucket.into(),
@@ -296,6 +303,7 @@ mod tests {
             storage_class: "REDUCED_REDUNDANCY".into(),
             parts: vec![3, 2],
             tags: vec![("a".into(), "1".into())],
+            upload_id: Some("0123abcd".into()),
         }
     }
 
@@ -315,6 +323,7 @@ mod tests {
             http: HttpMeta::default(),
             parts: vec![],
             tags: vec![],
+            upload_id: None,
             user_meta: BTreeMap::new(),
             ..info()
         };
@@ -333,6 +342,7 @@ mod tests {
         assert_eq!(i.http.cache_control.as_deref(), Some("max-age=1"));
         assert_eq!(i.parts, vec![5242880, 1]);
         assert_eq!(i.tags, vec![("t".to_string(), "v".to_string())]);
+        assert_eq!(i.upload_id, None, "written before upload ids were kept");
         r.user_metadata.insert(ATTRS_KEY.into(), r#"{"v":2}"#.into());
         assert!(info_of("k", &r).is_err(), "an unknown version is an error, not a guess");
     }

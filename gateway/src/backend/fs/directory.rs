@@ -146,6 +146,7 @@ pub(super) fn load(root: &Path, meta: &Path, key: &str) -> Result<Option<ObjectR
         storage_class: "STANDARD".into(),
         parts: Vec::new(),
         tags: Vec::new(),
+        upload_id: None,
     };
     Ok(Some(ObjectRecord { v: FORMAT_VERSION, data: fp, crc32c: None, info }))
 }

@@ -646,6 +646,7 @@ impl Backend for FsBackend {
             storage_class: opts.storage_class.unwrap_or_else(|| "STANDARD".into()),
             parts: Vec::new(),
             tags: opts.tags,
+            upload_id: None,
         };
         self.commit(b, key, tmp, info, crc, opts.condition).await
     }

@@ -25,6 +25,7 @@ use crate::backend::{
 /// An upload that exists, with where its files are.
 #[derive(Debug, Clone)]
 pub(super) struct UploadDir {
+    id: String,
     path: PathBuf,
     tmp: PathBuf,
     record: UploadRecord,
@@ -32,7 +33,7 @@ pub(super) struct UploadDir {
 
 /// Starts an upload; returns its id (32 hex chars, never a path).
 pub(super) async fn create(b: Arc<Bucket>, key: &str, options: UploadOptions) -> Result<String> {
-    let id = layout::new_version_id();
+    let id = rules::new_upload_id();
     let rec = UploadRecord {
         v: FORMAT_VERSION,
         key: key.into(),
@@ -61,7 +62,9 @@ pub(super) async fn upload_dir(b: &Bucket, key: &str, id: &str) -> Result<Upload
     let p = path.clone();
     let record = blocking(move || Ok(read_record::<UploadRecord>(&p.join("upload.json"))?)).await?;
     match record {
-        Some(record) if record.key == key => Ok(UploadDir { path, tmp: b.tmp(), record }),
+        Some(record) if record.key == key => {
+            Ok(UploadDir { id: id.into(), path, tmp: b.tmp(), record })
+        }
         _ => Err(missing()),
     }
 }
@@ -181,6 +184,7 @@ pub(super) async fn assemble(
             storage_class: opts.storage_class.unwrap_or_else(|| "STANDARD".into()),
             parts: chosen.iter().map(|p| p.info.size).collect(),
             tags: opts.tags,
+            upload_id: Some(up.id.clone()),
         };
         Ok((tmp, info, u32::from_be_bytes(crc.finalize())))
     })

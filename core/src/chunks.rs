@@ -26,6 +26,8 @@
 //! - A read replaces a failed shard (`NotFound`, `Corrupt`, `Unavailable`,
 //!   …) by the next parity shard at once, and races a parity shard against
 //!   a slow one after `hedge_after`, so one stalled node does not stall GETs.
+//!   The node that stayed silent is pinged; if it stays silent it is marked
+//!   down ([`Health`]) and later chunks do not wait for it at all.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -157,11 +159,15 @@ pub trait Observer: Send + Sync {
 
 /// Nodes believed down. A shard on a down node is not waited for: reads
 /// use parity at once and writes record it missing, so a dead node costs
-/// no timeouts per chunk. A node is marked down when it cannot be reached
-/// and up again when [`DataPath::probe_down_nodes`] reaches it.
+/// no timeouts per chunk. A node is marked down when it cannot be reached,
+/// or when it leaves a shard operation unanswered for `hedge_after` and
+/// then a ping as well (a killed process sends no error); it is up again
+/// when [`DataPath::probe_down_nodes`] reaches it.
 #[derive(Debug, Default)]
 pub struct Health {
     down: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    /// Nodes being pinged after a shard operation on them went unanswered.
+    checking: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Health {
@@ -182,6 +188,16 @@ impl Health {
         if self.down.lock().expect("health lock").remove(&node) {
             tracing::info!(node, "storage node reachable again");
         }
+    }
+
+    /// Claims the one liveness check of `node` (false when one is under
+    /// way or the node is already believed down).
+    fn start_check(&self, node: u64) -> bool {
+        !self.is_down(node) && self.checking.lock().expect("health lock").insert(node)
+    }
+
+    fn end_check(&self, node: u64) {
+        self.checking.lock().expect("health lock").remove(&node);
     }
 
     /// The nodes believed down.
@@ -234,12 +250,12 @@ impl DataPath {
         &self.health
     }
 
-    /// Asks every node believed down for its usage (with `timeout`) and
-    /// marks those that answer as up. Call it periodically.
+    /// Pings every node believed down (with `timeout`) and marks those
+    /// that answer as up. Call it periodically.
     pub async fn probe_down_nodes(&self, timeout: Duration) {
         for node in self.health.down() {
             let Ok(addr) = self.addr(node) else { continue };
-            if let Ok(Ok(_)) = tokio::time::timeout(timeout, self.client.usage(addr)).await {
+            if self.client.ping(addr, timeout).await {
                 self.health.mark_up(node);
             }
         }
@@ -250,6 +266,27 @@ impl DataPath {
         if matches!(e, ShardError::Unavailable { .. }) {
             self.health.mark_down(node);
         }
+    }
+
+    /// A shard operation on `node` went unanswered for `hedge_after`. A
+    /// node killed without closing its connection sends no error, so
+    /// without this every chunk touching it would wait out a hedge until
+    /// the connection's idle timeout. Pings it in the background (once at a
+    /// time) and marks it down if it does not answer within `hedge_after`
+    /// either; a node that is merely busy answers the ping.
+    fn suspect(&self, node: u64) {
+        if !self.health.start_check(node) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Ok(addr) = this.addr(node)
+                && !this.client.ping(addr, this.hedge_after).await
+            {
+                this.health.mark_down(node);
+            }
+            this.health.end_check(node);
+        });
     }
 
     /// The shard client underneath (for listings by the collector).
@@ -422,6 +459,7 @@ impl DataPath {
             if !results.iter().any(|r| r.0 == shard) {
                 let reason = format!("no answer within {:?} after the quorum", self.hedge_after);
                 missing.push(MissingShard { shard, node, reason });
+                self.suspect(node);
             }
         }
         if durable < quorum {
@@ -554,8 +592,11 @@ impl DataPath {
         let mut order: Vec<usize> = (0..k + m).collect();
         order.sort_by_key(|&i| (self.health.is_down(l.nodes[i]), i));
         let mut pending = futures::stream::FuturesUnordered::new();
+        // Shard indexes asked for and not answered yet.
+        let mut waiting = std::collections::BTreeSet::new();
         for &i in &order[..k] {
             pending.push(self.indexed_get(l, i));
+            waiting.insert(i);
         }
         let mut next = k;
         let hedge = tokio::time::sleep(self.hedge_after);
@@ -565,19 +606,26 @@ impl DataPath {
                 done = pending.next() => match done {
                     None => break,
                     Some((i, Ok(b))) => {
+                        waiting.remove(&i);
                         slots[i] = Some(b);
                         have += 1;
                     }
-                    Some((_, Err(e))) => {
+                    Some((i, Err(e))) => {
+                        waiting.remove(&i);
                         errors.push(e);
                         if next < k + m {
                             pending.push(self.indexed_get(l, order[next]));
+                            waiting.insert(order[next]);
                             next += 1;
                         }
                     }
                 },
                 () = &mut hedge, if next < k + m => {
+                    for &i in &waiting {
+                        self.suspect(l.nodes[i]);
+                    }
                     pending.push(self.indexed_get(l, order[next]));
+                    waiting.insert(order[next]);
                     next += 1;
                     hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_after);
                 }
@@ -633,6 +681,11 @@ impl DataPath {
             }
         });
         let parts = tokio::time::timeout(self.hedge_after, futures::future::join_all(gets)).await;
+        if parts.is_err() {
+            for i in first..=last {
+                self.suspect(l.nodes[i]);
+            }
+        }
         match parts.ok().and_then(|p| p.into_iter().collect::<Option<Vec<Bytes>>>()) {
             Some(p) if p.len() == 1 => Ok(p.into_iter().next().expect("one part")),
             Some(p) => Ok(p.concat().into()),

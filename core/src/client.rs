@@ -364,6 +364,21 @@ impl ShardClient {
         }
     }
 
+    /// Whether `node` answers a trivial request within `within`. One that
+    /// does not loses its cached connection: a node killed without closing
+    /// it sends no error, and one restarted behind the same address is only
+    /// reached by a new dial.
+    pub async fn ping(&self, node: &NodeAddr, within: Duration) -> bool {
+        match tokio::time::timeout(within, self.usage(node)).await {
+            // Any answer, even a refusal, is from a live process.
+            Ok(Ok(_) | Err(ShardError::Full { .. } | ShardError::Rejected { .. })) => true,
+            Ok(Err(_)) | Err(_) => {
+                self.connector.forget_any(&node.addr, &node_name(node.id));
+                false
+            }
+        }
+    }
+
     /// Space and shard counts of `node`.
     pub async fn usage(&self, node: &NodeAddr) -> Result<Usage, ShardError> {
         match self.simple(node, None, Request::Usage).await? {

@@ -283,6 +283,24 @@ impl Connector {
         }
     }
 
+    /// Drops the cached connection to (`server_name`, `addr`), whichever it
+    /// is, unless a dial to it is under way: the peer stopped answering on
+    /// it, and a process restarted behind the address is only reached by
+    /// dialling again.
+    pub fn forget_any(&self, addr: &str, server_name: &str) {
+        let slot = self
+            .conns
+            .lock()
+            .expect("connector lock")
+            .get(&(server_name.to_string(), addr.to_string()))
+            .cloned();
+        if let Some(slot) = slot
+            && let Ok(mut g) = slot.try_lock()
+        {
+            *g = None;
+        }
+    }
+
     /// Closes every connection and waits briefly for the peers to hear it.
     pub async fn close(&self) {
         self.endpoint.close(VarInt::from_u32(0), b"closing");

@@ -393,16 +393,19 @@ async fn sixteen_writers_lose_the_leader_and_keep_every_acknowledged_put() {
     s3.create_bucket().bucket("lead").send().await.unwrap();
     // Unique keys (durability) alongside the hot keys (freshness, tearing).
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let origin = Instant::now();
     let mut uniques = Vec::new();
     for w in 0..16u64 {
         let (s3, acked) = (s3.clone(), Arc::clone(&acked));
         uniques.push(tokio::spawn(async move {
             let start = Instant::now();
             let mut i = 0;
+            let mut slowest = Duration::ZERO;
             while start.elapsed() < Duration::from_secs(8) {
                 i += 1;
                 let key = format!("u/{w}/{i}");
                 let len = if i % 2 == 0 { 500 } else { 100_000 };
+                let t = Instant::now();
                 let r = s3
                     .put_object()
                     .bucket("lead")
@@ -410,10 +413,12 @@ async fn sixteen_writers_lose_the_leader_and_keep_every_acknowledged_put() {
                     .body(versioned(w << 32 | i, len).into())
                     .send()
                     .await;
+                slowest = slowest.max(t.elapsed());
                 if r.is_ok() {
                     acked.lock().unwrap().insert(key, (w << 32 | i, len));
                 }
             }
+            slowest
         }));
     }
     let hot = tokio::spawn(hammer(s3.clone(), "lead", 8, 8, false));
@@ -421,19 +426,26 @@ async fn sixteen_writers_lose_the_leader_and_keep_every_acknowledged_put() {
     let leader = t.c.leader_id().await.unwrap();
     println!("killing the leader, node {leader}");
     t.c.kill_node(leader).await.unwrap();
+    let mut slowest = Duration::ZERO;
     for u in uniques {
-        u.await.unwrap();
+        slowest = slowest.max(u.await.unwrap());
     }
-    let (writes, reads, origin) = hot.await.unwrap();
-    check_history(&writes, &reads, origin);
+    println!("writers done at {:?}; slowest PUT {slowest:?}", origin.elapsed());
+    let (writes, reads, hot_origin) = hot.await.unwrap();
+    println!("hot keys done at {:?}", origin.elapsed());
+    check_history(&writes, &reads, hot_origin);
     let acked = acked.lock().unwrap().clone();
     println!("{} unique PUTs acknowledged", acked.len());
     assert!(acked.len() > 50);
+    let mut slowest = Duration::ZERO;
     for (key, (version, len)) in acked {
+        let t = Instant::now();
         let b = get(&s3, "lead", &key, None).await;
+        slowest = slowest.max(t.elapsed());
         assert_eq!(b.len(), len, "{key}");
         assert_eq!(version_of(&b), version, "{key}");
     }
+    println!("read back at {:?}; slowest GET {slowest:?}", origin.elapsed());
     t.c.shutdown().await;
 }
 

@@ -303,3 +303,50 @@ async fn a_stalled_node_does_not_stall_a_write_above_its_quorum() {
     assert!(w.missing.iter().all(|m| m.node == 2));
     assert_eq!(read(&dp, &w, 0..data.len() as u64, &data).await.unwrap(), data);
 }
+
+/// A node that stops answering sends no error, and its cached connection
+/// stays open for the idle timeout. The first hedge pings it; when the ping
+/// goes unanswered too it is marked down and later reads do not wait on
+/// it. Once restarted behind the same address, the next probe reaches it on
+/// a new connection.
+#[tokio::test]
+async fn a_silent_node_is_marked_down_after_one_hedge_and_up_once_restarted() {
+    let mut c = Cluster::start(&[0, 1, 2], &[]).await;
+    // Transport deadlines far above the test's bounds: only the hedge and
+    // the ping can notice the node.
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let client =
+        ShardClient::new(&c.pki.gateway_tls(), "127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let dp = DataPath::new(Arc::new(client), (0..3).map(|id| c.addr(id)), 4)
+        .with_hedge_after(Duration::from_millis(300));
+    let data = bytes(12 * C, 5);
+    let w = write(&dp, 78, &data).await.unwrap();
+    assert!(w.missing.is_empty());
+
+    c.nodes[&1].signal("-STOP");
+    assert_eq!(read(&dp, &w, 0..data.len() as u64, &data).await.unwrap(), data);
+    let t = std::time::Instant::now();
+    while !dp.health().is_down(1) {
+        assert!(t.elapsed() < Duration::from_secs(10), "the silent node was never marked down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Down: a read no longer waits for it, even with a 30 s hedge.
+    let patient = dp.clone().with_hedge_after(Duration::from_secs(30));
+    let t = std::time::Instant::now();
+    assert_eq!(read(&patient, &w, 0..data.len() as u64, &data).await.unwrap(), data);
+    assert!(t.elapsed() < Duration::from_secs(15), "read waited {:?}", t.elapsed());
+
+    // Killed and restarted on the same address: the probe dials afresh.
+    c.kill(1).await;
+    c.start_node(1).await;
+    let t = std::time::Instant::now();
+    while dp.health().is_down(1) {
+        assert!(t.elapsed() < Duration::from_secs(20), "the restarted node stayed down");
+        dp.probe_down_nodes(Duration::from_secs(1)).await;
+    }
+    assert_eq!(read(&patient, &w, 0..data.len() as u64, &data).await.unwrap(), data);
+}

@@ -85,6 +85,29 @@ pub(crate) fn declared_len(len: Option<i64>) -> S3Result<Option<u64>> {
     }
 }
 
+/// Largest declared body read and thrown away before a refusal that came
+/// before the body (EntityTooLarge) is answered, and for how long at most.
+/// A client that did not send `Expect: 100-continue` is still writing its
+/// body; answering and closing at once makes the kernel reset the
+/// connection with the body unread, and the client then sees "connection
+/// reset" instead of the error.
+const DRAIN_MAX: u64 = 64 << 20;
+const DRAIN_FOR: Duration = Duration::from_secs(10);
+
+/// Reads and discards a refused request's body (see [`DRAIN_MAX`]), then
+/// returns `err` for the caller to answer with.
+pub(crate) async fn refuse_after_body<T>(
+    body: Option<StreamingBlob>,
+    declared: u64,
+    err: s3s::S3Error,
+) -> S3Result<T> {
+    if let Some(mut body) = body.filter(|_| declared <= DRAIN_MAX) {
+        let drain = async { while let Ok(Some(_)) = body.try_next().await {} };
+        let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
+    }
+    Err(err)
+}
+
 /// Formats a timestamp as the HTTP date S3 echoes back for `Expires`.
 pub(crate) fn http_date(t: &Timestamp) -> Option<String> {
     let mut buf = Vec::new();

@@ -8,7 +8,7 @@ use super::error::OrS3;
 use super::put::{with_checksums, write_condition};
 use super::{
     Front, body_check, body_stream, declared_len, etag, http_meta, owner, parse_tagging_header,
-    storage_class, ts, user_meta,
+    refuse_after_body, storage_class, ts, user_meta,
 };
 use crate::backend::{BackendError, ObjectInfo, PartBody, UploadOptions, UploadsQuery, rules};
 
@@ -61,11 +61,12 @@ pub async fn upload_part(
     let i = req.input;
     let n = part_number(i.part_number)?;
     let size = declared_len(i.content_length)?;
-    if size.is_some_and(|s| s > f.limits.max_object_size.min(5 << 30)) {
-        return Err(s3_error!(
+    if let Some(size) = size.filter(|&s| s > f.limits.max_object_size.min(5 << 30)) {
+        let e = s3_error!(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
-        ));
+        );
+        return refuse_after_body(i.body, size, e).await;
     }
     let check = body_check(
         f,

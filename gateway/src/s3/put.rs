@@ -7,7 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::error::{OrS3, to_s3};
 use super::{
     Front, body_check, body_stream, declared_len, etag, http_meta, parse_tagging_header,
-    storage_class, user_meta,
+    refuse_after_body, storage_class, user_meta,
 };
 use crate::backend::{ObjectInfo, PutOptions, WriteCondition};
 
@@ -52,11 +52,12 @@ pub async fn put_object(
     let trailer = req.trailing_headers.clone();
     let i = req.input;
     let size = declared_len(i.content_length)?;
-    if size.is_some_and(|s| s > f.limits.max_object_size) {
-        return Err(s3_error!(
+    if let Some(size) = size.filter(|&s| s > f.limits.max_object_size) {
+        let e = s3_error!(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
-        ));
+        );
+        return refuse_after_body(i.body, size, e).await;
     }
     let check = body_check(
         f,

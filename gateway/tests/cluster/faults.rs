@@ -169,7 +169,7 @@ async fn storage_classes_and_size_limits() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "EntityTooLarge");
+    assert_eq!(code(&e), "EntityTooLarge", "{e:?}");
     assert!(s3.head_object().bucket("classes").key("huge").send().await.is_err());
     s3.put_object()
         .bucket("classes")

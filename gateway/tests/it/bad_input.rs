@@ -98,16 +98,58 @@ async fn bad_content_lengths() {
     let mut s = raw_request(addr, "PUT", "/zzz/huge", &h).await;
     let resp = read_response(&mut s, Duration::from_secs(5)).await;
     assert!(resp.contains("EntityTooLarge"), "{resp}");
+    // Bodies over the limit, sent without Expect: 100-continue: the gateway
+    // reads them off before answering, so the client gets the error rather
+    // than a connection reset.
+    for len in [(1 << 20) + 1, 16 << 20, 48 << 20] {
+        let e = t
+            .client()
+            .put_object()
+            .bucket("zzz")
+            .key("big")
+            .body(vec![0u8; len].into())
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "EntityTooLarge", "{len} bytes: {e:?}");
+    }
+    // The same from a client that sends its body right behind the headers
+    // and reads the answer only then.
+    for _ in 0..3 {
+        let url = format!("http://{addr}/zzz/raw");
+        let len = 16 << 20;
+        let h = signed_headers(
+            "PUT",
+            &url,
+            &[("content-length", &len.to_string()), ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")],
+        );
+        let mut s = raw_request(addr, "PUT", "/zzz/raw", &h).await;
+        let sent = {
+            use tokio::io::AsyncWriteExt;
+            let piece = vec![0u8; 1 << 20];
+            let mut ok = true;
+            for _ in 0..16 {
+                ok &= s.write_all(&piece).await.is_ok();
+            }
+            ok
+        };
+        let resp = read_response(&mut s, Duration::from_secs(5)).await;
+        assert!(sent, "the gateway cut the body off");
+        assert!(resp.contains("EntityTooLarge"), "{resp:?}");
+    }
+    let up = t.client().create_multipart_upload().bucket("zzz").key("mp").send().await.unwrap();
     let e = t
         .client()
-        .put_object()
+        .upload_part()
         .bucket("zzz")
-        .key("big")
-        .body(vec![0u8; (1 << 20) + 1].into())
+        .key("mp")
+        .upload_id(up.upload_id().unwrap())
+        .part_number(1)
+        .body(vec![0u8; 16 << 20].into())
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "EntityTooLarge");
+    assert_eq!(code(&e), "EntityTooLarge", "{e:?}");
     still_serving(&t).await;
 }
 

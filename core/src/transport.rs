@@ -269,18 +269,7 @@ impl Connector {
     /// Drops the cached connection to (`server_name`, `addr`) if it is `conn`
     /// (after a connection-level failure).
     pub fn forget(&self, addr: &str, server_name: &str, conn: &Connection) {
-        let slot = self
-            .conns
-            .lock()
-            .expect("connector lock")
-            .get(&(server_name.to_string(), addr.to_string()))
-            .cloned();
-        if let Some(slot) = slot
-            && let Ok(mut g) = slot.try_lock()
-            && g.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id())
-        {
-            *g = None;
-        }
+        self.forget_if(addr, server_name, |c| c.stable_id() == conn.stable_id());
     }
 
     /// Drops the cached connection to (`server_name`, `addr`), whichever it
@@ -288,6 +277,10 @@ impl Connector {
     /// it, and a process restarted behind the address is only reached by
     /// dialling again.
     pub fn forget_any(&self, addr: &str, server_name: &str) {
+        self.forget_if(addr, server_name, |_| true);
+    }
+
+    fn forget_if(&self, addr: &str, server_name: &str, which: impl Fn(&Connection) -> bool) {
         let slot = self
             .conns
             .lock()
@@ -296,6 +289,7 @@ impl Connector {
             .cloned();
         if let Some(slot) = slot
             && let Ok(mut g) = slot.try_lock()
+            && g.as_ref().is_some_and(&which)
         {
             *g = None;
         }

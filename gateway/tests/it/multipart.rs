@@ -16,6 +16,12 @@ fn parts(list: &[(i32, &str)]) -> CompletedMultipartUpload {
         .build()
 }
 
+/// Starts an upload of `bucket/key`; its id.
+async fn new_upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let r = s3.create_multipart_upload().bucket(bucket).key(key).send().await.unwrap();
+    r.upload_id().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn upload_complete_and_read_parts() {
     let t = TestGateway::start().await;
@@ -120,16 +126,7 @@ async fn a_retried_complete_is_answered_again() {
     let t = TestGateway::start().await;
     let s3 = t.client();
     s3.create_bucket().bucket("mpu").send().await.unwrap();
-    let id = s3
-        .create_multipart_upload()
-        .bucket("mpu")
-        .key("k")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id = new_upload(&s3, "mpu", "k").await;
     let mut etags = Vec::new();
     for (n, data) in [(1, bytes(5 * MIB, 11)), (2, bytes(100, 12))] {
         let r = s3
@@ -183,16 +180,7 @@ async fn complete_errors() {
     let t = TestGateway::start().await;
     let s3 = t.client();
     s3.create_bucket().bucket("mpu").send().await.unwrap();
-    let id = s3
-        .create_multipart_upload()
-        .bucket("mpu")
-        .key("k")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id = new_upload(&s3, "mpu", "k").await;
     let small = s3
         .upload_part()
         .bucket("mpu")
@@ -255,16 +243,7 @@ async fn complete_errors() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
-    let id2 = s3
-        .create_multipart_upload()
-        .bucket("mpu")
-        .key("k2")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id2 = new_upload(&s3, "mpu", "k2").await;
     let e = s3
         .upload_part()
         .bucket("mpu")

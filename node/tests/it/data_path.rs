@@ -28,10 +28,16 @@ fn ring() -> Ring {
 
 /// Short deadlines: a killed node must turn into `Unavailable` quickly.
 fn data_path(c: &Cluster) -> DataPath {
+    data_path_with(c, Duration::from_secs(5), Duration::from_secs(2))
+}
+
+/// A data path over nodes 0..3 whose transport gives up on a response
+/// after `response` and on a stalled stream after `idle`.
+fn data_path_with(c: &Cluster, response: Duration, idle: Duration) -> DataPath {
     let opts = ClientOptions {
         connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(2),
+        response_timeout: response,
+        idle_timeout: idle,
     };
     let client =
         ShardClient::new(&c.pki.gateway_tls(), "127.0.0.1:0".parse().unwrap(), opts).unwrap();
@@ -314,15 +320,8 @@ async fn a_silent_node_is_marked_down_after_one_hedge_and_up_once_restarted() {
     let mut c = Cluster::start(&[0, 1, 2], &[]).await;
     // Transport deadlines far above the test's bounds: only the hedge and
     // the ping can notice the node.
-    let opts = ClientOptions {
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(60),
-    };
-    let client =
-        ShardClient::new(&c.pki.gateway_tls(), "127.0.0.1:0".parse().unwrap(), opts).unwrap();
-    let dp = DataPath::new(Arc::new(client), (0..3).map(|id| c.addr(id)), 4)
-        .with_hedge_after(Duration::from_millis(300));
+    let long = Duration::from_secs(60);
+    let dp = data_path_with(&c, long, long).with_hedge_after(Duration::from_millis(300));
     let data = bytes(12 * C, 5);
     let w = write(&dp, 78, &data).await.unwrap();
     assert!(w.missing.is_empty());

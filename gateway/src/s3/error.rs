@@ -74,9 +74,18 @@ pub fn to_s3(err: BackendError) -> S3Error {
             "Your socket connection to the server was not read from or written to within the timeout period.".into(),
         ),
         B::BodyRead(e) => (C::IncompleteBody, format!("The request body could not be read: {e}")),
-        B::QuorumNotMet { .. } | B::Unavailable(_) => {
+        B::QuorumNotMet { acked, needed } => {
             tracing::warn!(error = %err, "storage unavailable");
-            (C::ServiceUnavailable, "Please reduce your request rate.".into())
+            let m = format!(
+                "Too few storage nodes are reachable to store this object durably \
+                 ({acked} of the {needed} shards needed were written). Please try again later."
+            );
+            (C::ServiceUnavailable, m)
+        }
+        B::Unavailable(why) => {
+            tracing::warn!(error = %err, "storage unavailable");
+            let m = format!("The storage cluster cannot serve this request now ({why}). Please try again later.");
+            (C::ServiceUnavailable, m)
         }
         B::Corrupt { .. } | B::Io(_) | B::Internal(_) => {
             tracing::error!(error = %err, "internal storage error");

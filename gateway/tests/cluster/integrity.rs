@@ -43,6 +43,34 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     // At least one detection is counted (a hedged parity read may win the
     // race against a corrupt shard under load, so not always all four).
     assert!(after > before, "corruption counted: {before} → {after}");
+
+    // Two of the three shards of an object's first chunk gone: the GET
+    // answers 503 before any header, rather than a 200 whose body breaks
+    // off. A range starting past that chunk still reads.
+    let shards = || -> BTreeSet<std::path::PathBuf> {
+        t.c.node_ids()
+            .into_iter()
+            .flat_map(|id| walk(&t.c.layout().node_data(id).join("shards")))
+            .collect()
+    };
+    let known = shards();
+    let body = data(3 * MIB + 5, 2);
+    s3.put_object().bucket("rot").key("gone").body(body.clone().into()).send().await.unwrap();
+    // Keep one shard of chunk 0 (k = 2 are needed).
+    let chunk0: Vec<_> = shards()
+        .difference(&known)
+        .filter(|f| f.file_name().unwrap().to_string_lossy().contains("-00000000-"))
+        .cloned()
+        .collect();
+    assert!(chunk0.len() >= 2, "chunk 0 stored at least its write quorum: {chunk0:?}");
+    for f in &chunk0[1..] {
+        std::fs::remove_file(f).unwrap();
+    }
+    let e = t.strict().get_object().bucket("rot").key("gone").send().await.unwrap_err();
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    assert_eq!((code(&e).as_str(), status), ("ServiceUnavailable", Some(503)), "{e:?}");
+    let tail = get(&s3, "rot", "gone", Some(format!("bytes={MIB}-"))).await;
+    assert!(tail == body.slice(MIB..));
     t.c.shutdown().await;
 }
 

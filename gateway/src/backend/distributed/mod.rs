@@ -642,13 +642,25 @@ impl Backend for DistributedBackend {
             }
             None => {
                 let what = format!("{bucket}/{key}");
-                let s = self.inner.data.read_range(&rec.chunks, want).map_err(data_err)?;
-                Box::pin(s.map(move |r| {
+                let mut s =
+                    Box::pin(self.inner.data.read_range(&rec.chunks, want).map_err(data_err)?);
+                // The first chunk is read before the answer starts: an object
+                // whose data cannot be read now gets a 503, not a 200 whose
+                // body breaks off. Later chunks can still fail mid-stream.
+                let first = match s.next().await.transpose() {
+                    Ok(first) => first,
+                    Err(e) => {
+                        tracing::error!(object = %what, error = %e, "object not readable");
+                        return Err(data_err(e));
+                    }
+                };
+                let rest = s.map(move |r| {
                     r.map_err(|e| {
                         tracing::error!(object = %what, error = %e, "read failed mid-stream");
                         std::io::Error::other(e.to_string())
                     })
-                }))
+                });
+                Box::pin(futures::stream::iter(first.map(Ok)).chain(rest))
             }
         };
         Ok(GetResult { info, range, body })

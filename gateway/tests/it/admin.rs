@@ -83,6 +83,19 @@ async fn health_metrics_and_admin_api() {
     // Counters survive a restart (rebuilt from disk).
     let mut t = t;
     t.restart().await;
+    if t.backend().name() == "distributed" {
+        // Known from the readiness probe, before any S3 request.
+        let v: serde_json::Value = http
+            .get(format!("{}/admin/v1/cluster", t.admin()))
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(v["leader"].is_u64(), "{v}");
+    }
     let v: serde_json::Value = http
         .get(format!("{}/admin/v1/buckets/stats", t.admin()))
         .bearer_auth("admin-token")

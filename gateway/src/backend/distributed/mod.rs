@@ -518,7 +518,9 @@ impl Backend for DistributedBackend {
                     healthy: ready && !inner.data.health().is_down(n.id),
                 })
                 .collect(),
-            leader: inner.meta.leader().map(|n| n.id),
+            // The readiness probe asks every second; the request client
+            // only learns the leader from traffic.
+            leader: inner.probe.leader().or_else(|| inner.meta.leader()).map(|n| n.id),
             ring_epoch: inner.ring().map_or(0, |r| r.epoch()),
             storage_classes: inner
                 .classes

@@ -154,7 +154,7 @@ fn lock_data_dir(base: &Path) -> Result<std::fs::File> {
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
         |_| {
-            BackendError::Internal(format!(
+            BackendError::Unavailable(format!(
                 "data directory {} is in use by another predastore-gateway (it holds {}); \
              stop that process or use another --data-dir",
                 base.display(),

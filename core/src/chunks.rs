@@ -143,7 +143,8 @@ pub struct FailedDelete {
 /// What the data path reports as it works, for metrics: the gateway counts
 /// and times these without the data path knowing about Prometheus.
 pub trait Observer: Send + Sync {
-    /// One shard put or get on `node` took `seconds`; `ok` if it succeeded.
+    /// One shard operation (`put`, `get`, or `ping` of a silent node) on
+    /// `node` took `seconds`; `ok` if it succeeded.
     fn shard_op(&self, node: u64, op: &'static str, seconds: f64, ok: bool) {
         let _ = (node, op, seconds, ok);
     }
@@ -280,10 +281,13 @@ impl DataPath {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            if let Ok(addr) = this.addr(node)
-                && !this.client.ping(addr, this.hedge_after).await
-            {
-                this.health.mark_down(node);
+            if let Ok(addr) = this.addr(node) {
+                let t = std::time::Instant::now();
+                let alive = this.client.ping(addr, this.hedge_after).await;
+                this.observer.shard_op(node, "ping", t.elapsed().as_secs_f64(), alive);
+                if !alive {
+                    this.health.mark_down(node);
+                }
             }
             this.health.end_check(node);
         });

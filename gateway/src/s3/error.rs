@@ -136,7 +136,8 @@ pub fn default_message(code: &str) -> &'static str {
         "InvalidArgument" => "Invalid Argument",
         "InvalidBucketName" => {
             "The specified bucket is not valid: names are 3-63 characters of lowercase letters, \
-             digits, '.' and '-', start and end with a letter or digit, and are not IP addresses."
+             digits, '.' and '-', start and end with a letter or digit, have no two adjacent \
+             periods, and are not IP addresses."
         }
         "InvalidDigest" => "The Content-MD5 you specified is not valid.",
         "InvalidPart" => {

@@ -596,6 +596,17 @@ async fn readiness_follows_the_raft_leader_and_metrics_show_degraded_reads() {
     assert!(m.contains(
         "predastore_gateway_shard_duration_seconds_count{node=\"1\",op=\"get\",outcome=\"ok\"}"
     ));
+    // The killed node went silent (no error): the hedge pinged it, and the
+    // failed ping is on record.
+    eventually("a failed ping of node 0", Duration::from_secs(10), || {
+        let t = &t;
+        async move {
+            t.metrics().await.contains(
+                "predastore_gateway_shard_duration_seconds_count{node=\"0\",op=\"ping\",outcome=\"error\"}",
+            )
+        }
+    })
+    .await;
     eventually("still ready with a leader", Duration::from_secs(10), || async {
         readyz().await == 200
     })

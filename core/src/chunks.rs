@@ -669,6 +669,10 @@ impl DataPath {
         if (first..=last).any(|i| self.health.is_down(l.nodes[i])) {
             return Ok(self.read_chunk(l).await?.slice(cut));
         }
+        // Which shard fetches answered, so a timeout suspects only the rest.
+        let answered: Vec<std::sync::atomic::AtomicBool> =
+            (first..=last).map(|_| Default::default()).collect();
+        let answered = &answered;
         let gets = (first..=last).map(|i| {
             let lo = if i == first { cut.start - i * s } else { 0 };
             let hi = if i == last { cut.end - i * s } else { s };
@@ -677,6 +681,7 @@ impl DataPath {
                 let addr = self.addr(l.nodes[i]).ok()?;
                 let want = (hi - lo) as u64;
                 let got = self.client.get(addr, shard, lo as u64, Some(want)).await;
+                answered[i - first].store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Err(e) = &got {
                     self.note(l.nodes[i], e);
                 }
@@ -687,7 +692,9 @@ impl DataPath {
         let parts = tokio::time::timeout(self.hedge_after, futures::future::join_all(gets)).await;
         if parts.is_err() {
             for i in first..=last {
-                self.suspect(l.nodes[i]);
+                if !answered[i - first].load(std::sync::atomic::Ordering::Relaxed) {
+                    self.suspect(l.nodes[i]);
+                }
             }
         }
         match parts.ok().and_then(|p| p.into_iter().collect::<Option<Vec<Bytes>>>()) {

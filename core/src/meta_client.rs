@@ -7,7 +7,8 @@
 //!   [`MetaError::NoQuorum`].
 //! - An attempt at the believed leader that has not answered within
 //!   `probe_after` sends the same request to the other nodes as well, and
-//!   again every quarter of that: a leader that died (or froze) mid-request
+//!   again a quarter of that after each round (a round waits up to
+//!   `probe_after` for the other nodes' answers): a leader that died (or froze) mid-request
 //!   sends no error, so without this every request in flight would wait out
 //!   its whole attempt timeout. A node that answers, or names another
 //!   leader, ends the wait; the stuck attempt is dropped. Safe because
@@ -269,7 +270,11 @@ impl MetaClient {
                     self.forget_leader(&node);
                     e
                 }
-                Ok(Err(e)) => return Err(e),
+                // Refused on its merits: only a leader gets that far.
+                Ok(Err(e)) => {
+                    *self.leader.lock().expect("leader lock") = Some(node);
+                    return Err(e);
+                }
                 Err(_) => {
                     self.forget_leader(&node);
                     MetaError::NoQuorum(format!("node {} did not answer in time", node.id))
@@ -301,7 +306,7 @@ impl MetaClient {
                 if let Some(decided) = self.probe_others(node, req).await {
                     return decided;
                 }
-                pause = self.opts.probe_after / 4;
+                pause = (self.opts.probe_after / 4).max(Duration::from_millis(10));
             }
         };
         tokio::select! {

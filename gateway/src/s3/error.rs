@@ -82,10 +82,12 @@ pub fn to_s3(err: BackendError) -> S3Error {
             );
             (C::ServiceUnavailable, m)
         }
-        B::Unavailable(why) => {
+        B::Unavailable(_) => {
+            // The cause names nodes and addresses: logged, not sent.
             tracing::warn!(error = %err, "storage unavailable");
-            let m = format!("The storage cluster cannot serve this request now ({why}). Please try again later.");
-            (C::ServiceUnavailable, m)
+            let m = "The storage cluster cannot serve this request now (too few storage nodes \
+                     or no metadata leader reachable). Please try again later.";
+            (C::ServiceUnavailable, m.into())
         }
         B::Corrupt { .. } | B::Io(_) | B::Internal(_) => {
             tracing::error!(error = %err, "internal storage error");

@@ -108,18 +108,29 @@ pub async fn get_object(
     let i = req.input;
     let part = i.part_number;
     let range = read_range(i.range, part)?;
+    let check = |info: &ObjectInfo| {
+        let verdict = evaluate(
+            info,
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        );
+        verdict_error(verdict, info).map_or(Ok(()), Err)
+    };
+    // A conditional GET is decided on the metadata first: a 304 or 412
+    // reads no data (opening an object may already fetch its first chunk).
+    let conditional = i.if_match.is_some()
+        || i.if_none_match.is_some()
+        || i.if_modified_since.is_some()
+        || i.if_unmodified_since.is_some();
+    if conditional {
+        check(&f.backend.head_object(&i.bucket, &i.key).await.or_s3()?)?;
+    }
     let got = f.backend.get_object(&i.bucket, &i.key, range).await.or_s3()?;
     let info = &got.info;
-    let verdict = evaluate(
-        info,
-        i.if_match.as_ref(),
-        i.if_none_match.as_ref(),
-        i.if_modified_since.as_ref(),
-        i.if_unmodified_since.as_ref(),
-    );
-    if let Some(e) = verdict_error(verdict, info) {
-        return Err(e);
-    }
+    // Again on the version actually read (it may have changed meanwhile).
+    check(info)?;
     let len = got.range.as_ref().map_or(info.size, |r| r.end - r.start);
     let checksums = i.checksum_mode.is_some() && got.range.is_none();
     let mut out = GetObjectOutput {

@@ -95,13 +95,19 @@ const DRAIN_MAX: u64 = 64 << 20;
 const DRAIN_FOR: Duration = Duration::from_secs(10);
 
 /// Reads and discards a refused request's body (see [`DRAIN_MAX`]), then
-/// returns `err` for the caller to answer with.
+/// returns `err` for the caller to answer with. A client that sent
+/// `Expect: 100-continue` has not sent its body and gets the error at once
+/// (reading the body would invite it to).
 pub(crate) async fn refuse_after_body<T>(
+    headers: &http::HeaderMap,
     body: Option<StreamingBlob>,
     declared: u64,
     err: s3s::S3Error,
 ) -> S3Result<T> {
-    if let Some(mut body) = body.filter(|_| declared <= DRAIN_MAX) {
+    let waits_for_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if let Some(mut body) = body.filter(|_| declared <= DRAIN_MAX && !waits_for_continue) {
         let drain = async { while let Ok(Some(_)) = body.try_next().await {} };
         let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
     }

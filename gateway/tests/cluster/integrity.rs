@@ -55,7 +55,8 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     };
     let known = shards();
     let body = data(3 * MIB + 5, 2);
-    s3.put_object().bucket("rot").key("gone").body(body.clone().into()).send().await.unwrap();
+    let put = s3.put_object().bucket("rot").key("gone").body(body.clone().into()).send().await;
+    let etag = put.unwrap().e_tag().unwrap().to_string();
     // Keep one shard of chunk 0 (k = 2 are needed).
     let chunk0: Vec<_> = shards()
         .difference(&known)
@@ -69,6 +70,17 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     let e = t.strict().get_object().bucket("rot").key("gone").send().await.unwrap_err();
     let status = e.raw_response().map(|r| r.status().as_u16());
     assert_eq!((code(&e).as_str(), status), ("ServiceUnavailable", Some(503)), "{e:?}");
+    // A conditional GET is decided on the record alone: 304, no data read.
+    let e = t
+        .strict()
+        .get_object()
+        .bucket("rot")
+        .key("gone")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(304), "{e:?}");
     let tail = get(&s3, "rot", "gone", Some(format!("bytes={MIB}-"))).await;
     assert!(tail == body.slice(MIB..));
     t.c.shutdown().await;

@@ -155,7 +155,11 @@ async fn a_retried_complete_is_answered_again() {
         }
     };
     let both = vec![(1, etags[0].clone()), (2, etags[1].clone())];
-    let first = complete("k", both.clone()).await.unwrap();
+    // Two at once (a retry while the first still runs), then one more.
+    let (first, concurrent) =
+        tokio::join!(complete("k", both.clone()), complete("k", both.clone()));
+    let (first, concurrent) = (first.unwrap(), concurrent.unwrap());
+    assert_eq!(concurrent.e_tag(), first.e_tag());
     let again = complete("k", both.clone()).await.unwrap();
     assert_eq!(again.e_tag(), first.e_tag());
     assert_eq!(again.key(), Some("k"));

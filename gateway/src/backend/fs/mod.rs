@@ -750,8 +750,11 @@ impl Backend for FsBackend {
         condition: WriteCondition,
     ) -> Result<ObjectInfo> {
         let b = self.get(bucket)?;
-        let up = multipart::upload_dir(&b, key, upload_id).await?;
+        // Locked first: a Complete retried while the first one runs finds
+        // the upload gone (NoSuchUpload, answered again by the S3 layer),
+        // not half-removed.
         let _guard = self.locks.lock(&format!("u/{upload_id}")).await;
+        let up = multipart::upload_dir(&b, key, upload_id).await?;
         let (tmp, info, crc) = multipart::assemble(Arc::clone(&b), key, up.clone(), parts).await?;
         let info = self.commit(b, key, tmp, info, crc, condition).await?;
         multipart::remove_upload(up).await?;
@@ -760,8 +763,8 @@ impl Backend for FsBackend {
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         let b = self.get(bucket)?;
-        let up = multipart::upload_dir(&b, key, upload_id).await?;
         let _guard = self.locks.lock(&format!("u/{upload_id}")).await;
+        let up = multipart::upload_dir(&b, key, upload_id).await?;
         multipart::remove_upload(up).await
     }
 

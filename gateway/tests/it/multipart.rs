@@ -438,4 +438,27 @@ async fn list_uploads_beyond_one_thousand() {
     assert_eq!(prefixes, ["d0/", "d1/", "d2/"]);
     assert_eq!(out.uploads().len(), 3);
     assert_eq!(out.is_truncated(), Some(false));
+    // Paging by prefixes: a rolled-up prefix as the key marker.
+    let out = s3
+        .list_multipart_uploads()
+        .bucket("many")
+        .delimiter("/")
+        .max_uploads(2)
+        .send()
+        .await
+        .unwrap();
+    let prefixes: Vec<_> = out.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    assert_eq!((prefixes, out.is_truncated()), (vec!["d0/", "d1/"], Some(true)));
+    assert_eq!(out.next_key_marker(), Some("d1/"));
+    let out = s3
+        .list_multipart_uploads()
+        .bucket("many")
+        .delimiter("/")
+        .key_marker("d1/")
+        .send()
+        .await
+        .unwrap();
+    let prefixes: Vec<_> = out.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    assert_eq!(prefixes, ["d2/"]);
+    assert_eq!(out.uploads().len(), 3);
 }

@@ -1057,15 +1057,21 @@ impl Backend for DistributedBackend {
     }
 
     async fn list_uploads(&self, bucket: &str, query: &UploadsQuery) -> Result<UploadsPage> {
-        // Pages of uploads from the markers on, until they fill the S3 page
-        // (a delimiter can roll many uploads into one prefix) or run out.
+        // Batches of uploads from the markers on, until they fill the S3
+        // page or run out. A prefix the page rolled up is skipped whole,
+        // and a request stops after `MAX_BATCHES` with a truncated page
+        // (S3 allows short pages), so its work stays bounded.
         const BATCH: u32 = 1000;
-        let mut after = query
-            .key_marker
-            .clone()
-            .map(|k| (k, query.upload_id_marker.clone().unwrap_or_default()));
+        const MAX_BATCHES: usize = 20;
+        let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
+        let rolled_up = |k: &str| delimiter.is_some_and(|d| k.ends_with(d));
+        let mut after = match &query.key_marker {
+            Some(k) if rolled_up(k) => Some((past_prefix(k), String::new())),
+            Some(k) => Some((k.clone(), query.upload_id_marker.clone().unwrap_or_default())),
+            None => None,
+        };
         let mut all = Vec::new();
-        loop {
+        for _ in 0..MAX_BATCHES {
             let q = Query::UploadsPage {
                 bucket: bucket.into(),
                 prefix: query.prefix.clone(),
@@ -1077,7 +1083,6 @@ impl Backend for DistributedBackend {
                 r => return Err(unexpected(r)),
             };
             let done = batch.len() < BATCH as usize;
-            after = batch.last().map(|u| (u.key.clone(), u.upload_id.clone()));
             for u in &batch {
                 all.push(record::upload_info(u)?);
             }
@@ -1085,7 +1090,14 @@ impl Backend for DistributedBackend {
             if done || page.is_truncated {
                 return Ok(page);
             }
+            after = batch.last().map(|u| match page.common_prefixes.last() {
+                Some(cp) if u.key.starts_with(cp.as_str()) => (past_prefix(cp), String::new()),
+                _ => (u.key.clone(), u.upload_id.clone()),
+            });
         }
+        let mut page = rules::page_uploads(all, query);
+        page.is_truncated = true;
+        Ok(page)
     }
 
     async fn close(&self) -> Result<()> {
@@ -1095,6 +1107,12 @@ impl Backend for DistributedBackend {
         self.inner.meta.close().await;
         Ok(())
     }
+}
+
+/// A key after every key starting with `prefix` (up to keys continuing
+/// with U+10FFFF itself, which a listing then meets again harmlessly).
+fn past_prefix(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
 }
 
 /// `<shard id>@<node>` of each shard a write could not store.

@@ -6,6 +6,11 @@ use predastore_core::config::BucketConfig;
 
 use crate::common::*;
 
+/// GET of an admin API path with the test token, as JSON.
+async fn admin_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url).bearer_auth("admin-token").send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn health_metrics_and_admin_api() {
     let t = TestGateway::start().await;
@@ -41,27 +46,11 @@ async fn health_metrics_and_admin_api() {
     assert_eq!(r.status(), 401);
     let r = http.get(format!("{a}/admin/v1/buckets")).bearer_auth("wrong").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let v: serde_json::Value = http
-        .get(format!("{a}/admin/v1/buckets/stats"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = admin_json(&http, format!("{a}/admin/v1/buckets/stats")).await;
     assert_eq!(v["objects"], 2);
     assert_eq!(v["bytes"], 124);
     assert_eq!(v["public"], false);
-    let v: serde_json::Value = http
-        .get(format!("{a}/admin/v1/buckets"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = admin_json(&http, format!("{a}/admin/v1/buckets")).await;
     assert_eq!(v["buckets"].as_array().unwrap().len(), 1);
     let r = http
         .get(format!("{a}/admin/v1/buckets/none"))
@@ -70,41 +59,17 @@ async fn health_metrics_and_admin_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let v: serde_json::Value = http
-        .get(format!("{a}/admin/v1/cluster"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = admin_json(&http, format!("{a}/admin/v1/cluster")).await;
     assert_eq!(v["mode"], t.backend().name());
     // Counters survive a restart (rebuilt from disk).
     let mut t = t;
     t.restart().await;
     if t.backend().name() == "distributed" {
         // Known from the readiness probe, before any S3 request.
-        let v: serde_json::Value = http
-            .get(format!("{}/admin/v1/cluster", t.admin()))
-            .bearer_auth("admin-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = admin_json(&http, format!("{}/admin/v1/cluster", t.admin())).await;
         assert!(v["leader"].is_u64(), "{v}");
     }
-    let v: serde_json::Value = http
-        .get(format!("{}/admin/v1/buckets/stats", t.admin()))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = admin_json(&http, format!("{}/admin/v1/buckets/stats", t.admin())).await;
     assert_eq!((v["objects"].as_u64(), v["bytes"].as_u64()), (Some(2), Some(124)));
 }
 

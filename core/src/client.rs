@@ -155,8 +155,15 @@ impl ShardClient {
                     reason: "no response in time".into(),
                 });
             }
+            // A node that refuses after it began (a corrupt block found
+            // while sending) resets the stream with a code, which may reach
+            // us before the response header: that is its answer, not a sign
+            // the node is unreachable.
             Ok(Err(e)) => {
-                return Err(ShardError::Unavailable { node: node.id, reason: e.to_string() });
+                return Err(match reset_code(&e) {
+                    Some(code) => map_code(node.id, shard, code, format!("stream reset: {e}")),
+                    None => ShardError::Unavailable { node: node.id, reason: e.to_string() },
+                });
             }
             Ok(Ok(p)) => p,
         };
@@ -390,6 +397,17 @@ impl ShardClient {
 
 fn unexpected(node: &NodeAddr, r: &Response) -> ShardError {
     ShardError::Unavailable { node: node.id, reason: format!("unexpected response {r:?}") }
+}
+
+/// The error code of a stream the node reset, if that is what `e` is.
+fn reset_code(e: &wire::WireError) -> Option<ErrorCode> {
+    let wire::WireError::Io(io) = e else { return None };
+    match io.get_ref()?.downcast_ref::<quinn::ReadError>()? {
+        quinn::ReadError::Reset(code) => {
+            Some(ErrorCode::from_u8(u8::try_from(code.into_inner()).unwrap_or(0)))
+        }
+        _ => None,
+    }
 }
 
 fn map_code(node: u64, shard: Option<ShardId>, code: ErrorCode, reason: String) -> ShardError {

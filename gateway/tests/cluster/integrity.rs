@@ -57,13 +57,15 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     let body = data(3 * MIB + 5, 2);
     let put = s3.put_object().bucket("rot").key("gone").body(body.clone().into()).send().await;
     let etag = put.unwrap().e_tag().unwrap().to_string();
-    // Keep one shard of chunk 0 (k = 2 are needed).
+    // Then keep one shard of chunk 0 (k = 2 are needed).
     let chunk0: Vec<_> = shards()
         .difference(&known)
         .filter(|f| f.file_name().unwrap().to_string_lossy().contains("-00000000-"))
         .cloned()
         .collect();
-    assert!(chunk0.len() >= 2, "chunk 0 stored at least its write quorum: {chunk0:?}");
+    // At least the write quorum (all three unless a shard was slow: a node
+    // reporting corruption is not marked down, see the node data-path test).
+    assert!(chunk0.len() >= 2, "{chunk0:?}");
     for f in &chunk0[1..] {
         std::fs::remove_file(f).unwrap();
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use predastore_core::chunks::{DataError, DataPath, WrittenObject};
-use predastore_core::client::{ClientOptions, ShardClient};
+use predastore_core::client::{ClientOptions, ShardClient, ShardError};
 use predastore_core::config::Erasure;
 use predastore_core::ring::{Member, Ring};
 use predastore_core::shard::ShardId;
@@ -224,6 +224,15 @@ async fn a_flipped_byte_in_a_shard_is_rebuilt_from_parity() {
     assert_eq!(read(&dp, &w, 0..len as u64, &data).await.unwrap(), data);
     let r = C as u64 + 10..C as u64 + 20;
     assert_eq!(&read(&dp, &w, r, &data[C + 10..C + 20]).await.unwrap()[..], &data[C + 10..C + 20]);
+    // Corruption is the node's answer, however early its reset arrives, and
+    // never a reason to believe the node unreachable (writes would skip it).
+    let client = c.pki.client();
+    for _ in 0..10 {
+        let e = client.get(&c.addr(l.nodes[0]), id, 0, None).await.unwrap_err();
+        assert!(matches!(e, ShardError::Corrupt { .. }), "{e:?}");
+        assert_eq!(read(&dp, &w, 0..len as u64, &data).await.unwrap(), data);
+    }
+    assert!(!dp.health().is_down(l.nodes[0]), "a node reporting corruption was marked down");
 }
 
 #[tokio::test]

@@ -44,6 +44,15 @@ impl TestCluster {
         Self { c, dir }
     }
 
+    /// The usual fixture: 3 nodes, RS(2,1), 1 MiB chunks, a retrying
+    /// client and `bucket` created.
+    pub async fn three_with_bucket(bucket: &str) -> (Self, Client) {
+        let t = Self::start(3, 2, 1, 1 << 20).await;
+        let s3 = t.client();
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        (t, s3)
+    }
+
     /// Starts with the caller's options (built with [`options`]).
     pub async fn start_with(f: impl FnOnce(&std::path::Path) -> DevClusterOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();

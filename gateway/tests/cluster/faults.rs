@@ -38,9 +38,7 @@ fn garbage_node(t: &TestCluster, id: u64) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_answering_garbage_is_routed_around() {
-    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("junk").send().await.unwrap();
+    let (mut t, s3) = TestCluster::three_with_bucket("junk").await;
     let before = data(3 * MIB, 1);
     s3.put_object().bucket("junk").key("before").body(before.clone().into()).send().await.unwrap();
     t.c.kill_node(2).await.unwrap();
@@ -63,9 +61,7 @@ async fn a_node_answering_garbage_is_routed_around() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_node_costs_a_shard_not_the_write() {
-    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("full").send().await.unwrap();
+    let (mut t, s3) = TestCluster::three_with_bucket("full").await;
     t.c.stop_node(1).await.unwrap();
     // Node 1 comes back believing its disk is full: every put is refused.
     t.c.start_node_with(1, &["--min-free-bytes", "18000000000000000000"]).await.unwrap();

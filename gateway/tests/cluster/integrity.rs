@@ -16,9 +16,7 @@ const MIB: usize = 1 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
-    let t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("rot").send().await.unwrap();
+    let (t, s3) = TestCluster::three_with_bucket("rot").await;
     let body = data(3 * MIB + 5, 1);
     s3.put_object().bucket("rot").key("k").body(body.clone().into()).send().await.unwrap();
     // Flip a byte in the data of every data shard 0 of the object.
@@ -86,6 +84,21 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     let tail = get(&s3, "rot", "gone", Some(format!("bytes={MIB}-"))).await;
     assert!(tail == body.slice(MIB..));
     t.c.shutdown().await;
+}
+
+/// An in-process distributed backend on the cluster (a second gateway),
+/// once its readiness probe has found a leader.
+async fn ready_backend(
+    config: &predastore_core::config::GatewayConfig,
+) -> (DistributedBackend, std::sync::Arc<predastore_gateway::backend::distributed::Inner>) {
+    let backend = DistributedBackend::open(config).await.unwrap();
+    let inner = backend.inner().clone();
+    eventually("the backend is ready", Duration::from_secs(20), || {
+        let inner = inner.clone();
+        async move { inner.is_ready() }
+    })
+    .await;
+    (backend, inner)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -174,13 +187,7 @@ async fn a_gateway_killed_mid_put_leaves_no_object_and_no_untracked_shard() {
     }
 
     // A new gateway (in-process backend) sees none of the cut objects.
-    let backend = DistributedBackend::open(&config).await.unwrap();
-    let inner = backend.inner().clone();
-    eventually("the backend is ready", Duration::from_secs(20), || {
-        let inner = inner.clone();
-        async move { inner.is_ready() }
-    })
-    .await;
+    let (backend, inner) = ready_backend(&config).await;
     let listed = inner.meta().list(list_all("crash")).await.unwrap();
     let keys: Vec<&str> = listed.objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["kept"], "no partial object is visible");
@@ -418,9 +425,7 @@ async fn hammer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_never_see_stale_or_torn_versions() {
-    let t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("race").send().await.unwrap();
+    let (t, s3) = TestCluster::three_with_bucket("race").await;
     let (writes, reads, origin) = hammer(s3, "race", 32, 8, true).await;
     println!("{} writes, {} reads", writes.len(), reads.len());
     assert!(reads.len() > 50 && writes.len() > 50);
@@ -430,9 +435,7 @@ async fn thirty_two_clients_never_see_stale_or_torn_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_writers_lose_the_leader_and_keep_every_acknowledged_put() {
-    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("lead").send().await.unwrap();
+    let (mut t, s3) = TestCluster::three_with_bucket("lead").await;
     // Unique keys (durability) alongside the hot keys (freshness, tearing).
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let origin = Instant::now();
@@ -506,13 +509,7 @@ async fn copies_and_multipart_share_chunks_and_collection_keeps_what_is_referenc
     let t = TestCluster::start(3, 2, 1, MIB as u64).await;
     let s3 = t.client();
     let config = t.c.gateway_config().clone();
-    let backend = DistributedBackend::open(&config).await.unwrap();
-    let inner = backend.inner().clone();
-    eventually("the backend is ready", Duration::from_secs(20), || {
-        let inner = inner.clone();
-        async move { inner.is_ready() }
-    })
-    .await;
+    let (backend, inner) = ready_backend(&config).await;
     s3.create_bucket().bucket("share").send().await.unwrap();
     let body = data(3 * MIB + 1, 8);
     s3.put_object().bucket("share").key("src").body(body.clone().into()).send().await.unwrap();
@@ -588,9 +585,7 @@ async fn copies_and_multipart_share_chunks_and_collection_keeps_what_is_referenc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_follows_the_raft_leader_and_metrics_show_degraded_reads() {
-    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("ready").send().await.unwrap();
+    let (mut t, s3) = TestCluster::three_with_bucket("ready").await;
     let body = data(4 * MIB, 4);
     s3.put_object().bucket("ready").key("k").body(body.clone().into()).send().await.unwrap();
     let admin = t.c.admin_addr().unwrap();

@@ -137,9 +137,7 @@ async fn five_nodes_rs32_serve_everything_with_two_nodes_killed() {
 /// 8 writers; one node is SIGKILLed a second in. Writes stall for at most a
 /// few seconds, and every acknowledged one reads back.
 async fn writers_survive_a_kill(kill_leader: bool) {
-    let mut t = TestCluster::start(3, 2, 1, MIB as u64).await;
-    let s3 = t.client();
-    s3.create_bucket().bucket("writers").send().await.unwrap();
+    let (mut t, s3) = TestCluster::three_with_bucket("writers").await;
     let stop = Arc::new(AtomicBool::new(false));
     let last_ack = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

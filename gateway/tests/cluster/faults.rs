@@ -13,27 +13,55 @@ use crate::common::*;
 
 const MIB: usize = 1 << 20;
 
-/// Serves QUIC with node `id`'s certificate and answers every stream with
-/// bytes that are no frame at all.
-fn garbage_node(t: &TestCluster, id: u64) -> tokio::task::JoinHandle<()> {
-    let layout = t.c.layout();
-    let (cert, key) = layout.node_cert(id);
-    let tls = TlsMaterial::load(&layout.ca_cert(), &cert, &key).unwrap();
-    let ep = server_endpoint(t.c.node_addr(id).unwrap(), &tls).unwrap();
-    tokio::spawn(async move {
-        while let Some(incoming) = ep.accept().await {
-            tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let _ = recv.read_chunk(4096, true).await;
-                        let _ = send.write_all(b"\x7fNOT A FRAME\x00\xff\xff\xff\xffgarbage").await;
-                        let _ = send.finish();
-                    });
-                }
-            });
-        }
-    })
+/// A fake node on node `id`'s address: QUIC with its certificate, every
+/// stream answered with bytes that are no frame at all.
+struct GarbageNode {
+    endpoint: quinn::Endpoint,
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GarbageNode {
+    fn start(t: &TestCluster, id: u64) -> Self {
+        let layout = t.c.layout();
+        let (cert, key) = layout.node_cert(id);
+        let tls = TlsMaterial::load(&layout.ca_cert(), &cert, &key).unwrap();
+        let addr = t.c.node_addr(id).unwrap();
+        let endpoint = server_endpoint(addr, &tls).unwrap();
+        let ep = endpoint.clone();
+        let task = tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        tokio::spawn(async move {
+                            let _ = recv.read_chunk(4096, true).await;
+                            let _ =
+                                send.write_all(b"\x7fNOT A FRAME\x00\xff\xff\xff\xffgarbage").await;
+                            let _ = send.finish();
+                        });
+                    }
+                });
+            }
+        });
+        GarbageNode { endpoint, addr, task }
+    }
+
+    /// Closes every connection and waits until the UDP port is free again,
+    /// so the real node can bind it. Dropping the accept task alone is not
+    /// enough: open connections keep the endpoint's socket alive.
+    async fn stop(self) {
+        self.endpoint.close(0u32.into(), b"gone");
+        self.task.abort();
+        let _ = self.task.await;
+        self.endpoint.wait_idle().await;
+        drop(self.endpoint);
+        eventually("the fake node's port is free", Duration::from_secs(10), || {
+            let addr = self.addr;
+            async move { std::net::UdpSocket::bind(addr).is_ok() }
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -42,7 +70,7 @@ async fn a_node_answering_garbage_is_routed_around() {
     let before = data(3 * MIB, 1);
     s3.put_object().bucket("junk").key("before").body(before.clone().into()).send().await.unwrap();
     t.c.kill_node(2).await.unwrap();
-    let fake = garbage_node(&t, 2);
+    let fake = GarbageNode::start(&t, 2);
     // Reads rebuild from the two good nodes; writes reach the quorum (2 of 3).
     assert!(get(&s3, "junk", "before", None).await == before);
     let after = data(2 * MIB + 9, 2);
@@ -50,9 +78,7 @@ async fn a_node_answering_garbage_is_routed_around() {
     assert!(get(&s3, "junk", "after", None).await == after);
     s3.put_object().bucket("junk").key("tiny").body(b"x".to_vec().into()).send().await.unwrap();
     // The real node comes back and everything is there.
-    fake.abort();
-    let _ = fake.await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    fake.stop().await;
     t.c.start_node(2).await.unwrap();
     assert!(get(&s3, "junk", "after", None).await == after);
     assert!(get(&s3, "junk", "before", None).await == before);

@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// "no quorum" (retrying it is safe).
     #[arg(long, default_value_t = 5000)]
     pub raft_write_timeout_ms: u64,
+    /// Shut down gracefully once the process that started this node exits.
+    /// `dev-cluster` sets it, so a supervisor killed with SIGKILL leaves no
+    /// node behind.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// Subcommands.
@@ -191,18 +196,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let node = crate::server::Node::start(cli.serve.options()?).await?;
     println!("listening quic={} admin={}", node.quic_addr(), node.admin_addr());
-    shutdown_signal().await;
+    shutdown_signal(cli.serve.exit_with_parent).await;
     tracing::info!("shutting down: finishing in-flight requests");
     node.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(exit_with_parent: bool) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
+    let parent_gone = async {
+        if exit_with_parent { parent_exited().await } else { std::future::pending().await }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+        _ = parent_gone => {},
+    }
+}
+
+/// Resolves once this process has been re-parented, i.e. the process that
+/// started it is gone. Polling the parent pid needs no signal set-up and,
+/// unlike `PR_SET_PDEATHSIG`, does not depend on which thread spawned us.
+async fn parent_exited() {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if std::os::unix::process::parent_id() != parent {
+            tracing::warn!(parent, "the process that started this node exited");
+            return;
+        }
     }
 }
 

@@ -59,6 +59,19 @@ impl DevCluster {
     /// until they are ready and agree on a leader, then starts the gateway
     /// if `opts.gateway`. On error nothing started is left running.
     pub async fn start(opts: DevClusterOptions) -> Result<Self> {
+        let created = !opts.dir.exists();
+        let dir = opts.dir.clone();
+        let r = Self::start_in(opts).await;
+        if r.is_err() && created {
+            // Refused before anything was written (e.g. an impossible
+            // shape): leave no empty directory behind. A directory that
+            // holds logs of a failed start stays, for the user to read.
+            let _ = std::fs::remove_dir(&dir);
+        }
+        r
+    }
+
+    async fn start_in(opts: DevClusterOptions) -> Result<Self> {
         std::fs::create_dir_all(&opts.dir).map_err(io("creating", &opts.dir))?;
         let dir = std::fs::canonicalize(&opts.dir).map_err(io("resolving", &opts.dir))?;
         let layout = Layout::new(dir);

@@ -194,6 +194,8 @@ pub fn node_args(
         key.into(),
         "--log".into(),
         log.into(),
+        // Killing dev-cluster (even with SIGKILL) must not orphan its nodes.
+        "--exit-with-parent".into(),
     ];
     a.extend(extra.iter().map(OsString::from));
     a
@@ -292,5 +294,6 @@ mod tests {
         assert_eq!(flag("--admin-listen"), "127.0.0.1:8001");
         assert_eq!(flag("--tls-key"), "/d/tls/node-1.key");
         assert_eq!(args.last().unwrap(), "-x");
+        assert!(args.iter().any(|a| a == "--exit-with-parent"), "nodes die with dev-cluster");
     }
 }

@@ -134,6 +134,7 @@ async fn library_refuses_a_resume_with_another_shape_or_a_foreign_dir() {
     bad.nodes = 2;
     let err = DevCluster::start(bad).await.err().expect("refused");
     assert!(err.to_string().contains("each shard of a chunk needs its own node"), "{err}");
+    assert!(!tmp.path().join("too-small").exists(), "a refused start leaves no directory");
 }
 
 /// A `predastore-gateway dev-cluster` process.
@@ -254,6 +255,37 @@ async fn binary_serves_stops_on_sigterm_and_resumes_with_the_data() {
     assert_eq!(got.body.collect().await.unwrap().to_vec(), b"hello");
     let got = s3.get_object().bucket("keep").key("big").send().await.unwrap();
     assert!(got.body.collect().await.unwrap().to_vec() == big, "big object intact");
+    assert!(p.terminate().await.success());
+    assert!(pid_files(&dir).is_empty());
+}
+
+#[tokio::test]
+async fn binary_killed_with_sigkill_leaves_no_node_and_resumes() {
+    let _slot = CLUSTER_SLOTS_FOR_BINARIES.acquire().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dc");
+    let mut p = DevClusterProcess::start(&dir, 0, tmp.path().join("stderr")).await;
+    let s3 = client(&p.endpoint, DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY);
+    s3.create_bucket().bucket("kept").send().await.unwrap();
+    let body = bytes(2 << 20, 3);
+    s3.put_object().bucket("kept").key("k").body(body.clone().into()).send().await.unwrap();
+    let pids = pid_files(&dir);
+    assert_eq!(pids.len(), 3);
+
+    // No chance to stop anything: the nodes notice on their own.
+    p.signal(Signal::KILL);
+    p.child.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|(_, pid)| alive(*pid)) {
+        assert!(tokio::time::Instant::now() < deadline, "nodes outlived dev-cluster: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The stale pid files do not stop a resume, and the data is there.
+    let p = DevClusterProcess::start(&dir, 0, tmp.path().join("stderr")).await;
+    let s3 = client(&p.endpoint, DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY);
+    let got = s3.get_object().bucket("kept").key("k").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().to_vec() == body);
     assert!(p.terminate().await.success());
     assert!(pid_files(&dir).is_empty());
 }

@@ -187,7 +187,11 @@ impl Cluster {
     /// leader had applied when called.
     pub async fn wait_converged(&self, within: Duration) {
         let leader = self.wait_leader(within).await;
-        let target = self.status(leader).await.unwrap().last_applied;
+        // The leader's last log entry, not its last applied one: just after
+        // an election (e.g. a full restart) the leader itself may not have
+        // applied its log yet, and that target would be reached too early.
+        let s = self.status(leader).await.unwrap();
+        let target = s.last_log.max(s.last_applied);
         for id in self.nodes.keys() {
             self.wait_status(*id, within, "catch up", |s| s.last_applied >= target).await;
         }

@@ -502,6 +502,51 @@ impl DataPath {
         }
     }
 
+    /// Rebuilds shards `indexes` of chunk `l` from the shards that are
+    /// there and stores each one on the node the layout names for it: the
+    /// repair of a write that left those shards missing. Returns the
+    /// indexes now stored; a shard whose node is down or refuses stays
+    /// missing. Fails when the chunk itself cannot be read.
+    pub async fn repair_chunk(
+        &self,
+        l: &ChunkLayout,
+        indexes: &[u8],
+    ) -> Result<Vec<u8>, DataError> {
+        let (codec, len) = check_layout(l)?;
+        let wanted: Vec<usize> =
+            indexes.iter().map(|&i| usize::from(i)).filter(|&i| i < l.nodes.len()).collect();
+        if len == 0 || wanted.iter().all(|&i| self.health.is_down(l.nodes[i])) {
+            return Ok(Vec::new());
+        }
+        let data = self.read_chunk(l).await?;
+        let shards = tokio::task::spawn_blocking(move || codec.encode(&data))
+            .await
+            .map_err(|e| DataError::Body(format!("encoder task: {e}")))?;
+        let puts = wanted.into_iter().map(|i| {
+            let node = l.nodes[i];
+            let shard = ShardId { object: l.object, chunk: l.chunk, index: i as u8 };
+            let bytes = shards[i].clone();
+            async move {
+                if self.health.is_down(node) {
+                    return None;
+                }
+                let addr = self.addr(node).ok()?;
+                let t = std::time::Instant::now();
+                let r = self.client.put_bytes(addr, shard, bytes).await;
+                self.observer.shard_op(node, "put", t.elapsed().as_secs_f64(), r.is_ok());
+                match r {
+                    Ok(()) => Some(i as u8),
+                    Err(e) => {
+                        tracing::warn!(%shard, node, error = %e, "repairing a shard failed");
+                        self.note(node, &e);
+                        None
+                    }
+                }
+            }
+        });
+        Ok(futures::future::join_all(puts).await.into_iter().flatten().collect())
+    }
+
     /// Deletes every shard of `layouts`, in parallel, best effort. A shard
     /// already gone counts as deleted. Returns the shards still stored (or
     /// unknown) so the caller can log them for scrub.

@@ -232,6 +232,16 @@ pub struct DistributedStorageConfig {
     /// request to about this many chunks. Default 4.
     #[serde(default = "default_chunks_in_flight")]
     pub chunks_in_flight: usize,
+    /// Seconds between checks for a repair pass, which runs at start-up
+    /// and after a node this gateway saw down answers again: shards that
+    /// writes could not store meanwhile are rebuilt. 0 turns background
+    /// repair off (`POST /admin/v1/repair` still runs a pass). Default 60.
+    #[serde(default = "default_repair_interval_secs")]
+    pub repair_interval_secs: u64,
+}
+
+fn default_repair_interval_secs() -> u64 {
+    60
 }
 
 fn default_quic_bind() -> SocketAddr {
@@ -266,6 +276,7 @@ impl DistributedStorageConfig {
             quic_bind: default_quic_bind(),
             inline_max_size: default_inline_max_size(),
             chunks_in_flight: default_chunks_in_flight(),
+            repair_interval_secs: default_repair_interval_secs(),
         }
     }
 }

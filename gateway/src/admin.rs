@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::backend::{Backend, BucketUsage, ClusterView};
+use crate::backend::{Backend, BackendError, BucketUsage, ClusterView};
 
 /// What the admin handlers need.
 #[derive(Clone)]
@@ -45,6 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/buckets", get(buckets))
         .route("/admin/v1/buckets/{name}", get(bucket))
         .route("/admin/v1/cluster", get(cluster))
+        .route("/admin/v1/repair", post(repair))
         .with_state(state)
 }
 
@@ -121,4 +122,20 @@ async fn cluster(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     }
     Json(ClusterResponse { mode: s.backend.kind().to_string(), cluster: s.backend.cluster().await })
         .into_response()
+}
+
+/// `POST /admin/v1/repair`: one repair pass now (e.g. after a node came
+/// back), answered with its [`RepairReport`](crate::backend::RepairReport)
+/// once done.
+async fn repair(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    match s.backend.repair().await {
+        Ok(report) => Json(report).into_response(),
+        Err(e @ BackendError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }

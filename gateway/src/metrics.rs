@@ -45,6 +45,8 @@ pub struct Metrics {
     reconstructions: Counter,
     /// Distributed PUTs that failed below their write quorum.
     pub quorum_failures: Counter,
+    /// Shards rebuilt by repair and committed.
+    pub repaired_shards: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -82,6 +84,7 @@ impl Metrics {
         let degraded_reads = Counter::default();
         let reconstructions = Counter::default();
         let quorum_failures = Counter::default();
+        let repaired_shards = Counter::default();
         registry.register(
             "shard_duration_seconds",
             "Shard puts and gets by node and outcome (distributed mode)",
@@ -102,6 +105,11 @@ impl Metrics {
             "Writes refused because too few shards became durable",
             quorum_failures.clone(),
         );
+        registry.register(
+            "repaired_shards",
+            "Shards that writes could not store, rebuilt once their node was back",
+            repaired_shards.clone(),
+        );
         Self {
             registry,
             requests,
@@ -114,6 +122,7 @@ impl Metrics {
             degraded_reads,
             reconstructions,
             quorum_failures,
+            repaired_shards,
         }
     }
 

@@ -128,6 +128,23 @@ pub struct StorageClassView {
     pub parity_shards: u8,
 }
 
+/// What one repair pass found and did (`POST /admin/v1/repair`). A
+/// backend without redundancy has nothing to repair and reports zeros.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// Objects looked at.
+    pub objects: u64,
+    /// Objects that named missing shards.
+    pub degraded: u64,
+    /// Objects whose record now names fewer missing shards.
+    pub repaired: u64,
+    /// Shards rebuilt and stored.
+    pub shards: u64,
+    /// Degraded objects left as they were: a node still down, a chunk that
+    /// could not be read, or a record replaced meanwhile.
+    pub left: u64,
+}
+
 /// The storage behind a backend, for the admin API and the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterView {
@@ -502,6 +519,11 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(UploadInfo, Vec<PartInfo>)>;
     async fn list_uploads(&self, bucket: &str, query: &UploadsQuery) -> Result<UploadsPage>;
 
+    /// Rebuilds shards that writes could not store (their node was down)
+    /// now that their nodes answer. Nothing to do without redundancy.
+    async fn repair(&self) -> Result<RepairReport> {
+        Ok(RepairReport::default())
+    }
     /// Flushes and releases resources; called once at shutdown.
     async fn close(&self) -> Result<()>;
 }

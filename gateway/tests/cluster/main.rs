@@ -6,4 +6,5 @@
 mod common;
 mod faults;
 mod integrity;
+mod repair;
 mod survive;

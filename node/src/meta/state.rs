@@ -1012,6 +1012,45 @@ pub(crate) mod tests {
         assert_eq!(page(Some(24)), Vec::<u128>::new());
     }
 
+    /// The gateway's repair protocol (gateway/src/backend/distributed/
+    /// repair.rs): an intent on an owner a record references, shards
+    /// written, then the same record re-put by version.
+    #[test]
+    fn a_repair_commits_in_place_or_leaves_its_shards_to_the_collector() {
+        let mut kv = MemKv::default();
+        let put = |key: &str, rec: ObjectRecord, expect| Command::PutObject {
+            bucket: "bk1".into(),
+            key: key.into(),
+            record: rec,
+            expect,
+        };
+        let two = vec![chunk(7, 0), chunk(7, 1)];
+        kv.apply(vec![
+            (1, 10, bucket("bk1")),
+            (2, 10, intent(7)),
+            (3, 10, put("a", chunked(7, two.clone()), Precondition::Absent)),
+        ]);
+        // Committed in place: same version, nothing freed, intent ended.
+        let r = kv.apply(vec![
+            (4, 20, intent(7)),
+            (5, 20, put("a", chunked(7, two.clone()), Precondition::VersionIs(7))),
+        ]);
+        assert_eq!(r[1], Ok(Reply::Freed { replaced: Some(7), freed: vec![] }));
+        assert!(!kv.0.contains_key(&intent_key(7)));
+        assert_eq!(read::<u64>(&kv, &ref_key(7, 0)).unwrap(), Some(1), "one reference, not two");
+        // A PUT wins the race: the repair's commit fails, and ending its
+        // intent turns the owner into a sweep of every shard it has, the
+        // ones the repair just wrote included.
+        let r = kv.apply(vec![
+            (6, 30, intent(7)),
+            (7, 30, put("a", record(9), Precondition::None)),
+            (8, 30, put("a", chunked(7, two), Precondition::VersionIs(7))),
+            (9, 30, Command::AbandonIntent { owner: 7 }),
+        ]);
+        assert!(matches!(r[2], Err(MetaError::PreconditionFailed { .. })));
+        assert_eq!(freed(&r[3]), vec![(7, vec![])], "a sweep of the whole owner");
+    }
+
     #[test]
     fn abandoned_intents_become_sweeps_and_parts_free_on_complete() {
         let mut kv = MemKv::default();

@@ -206,6 +206,36 @@ async fn survives_one_dead_node_and_fails_cleanly_with_two() {
     }
 }
 
+/// Shards a write could not store (their node was down) are rebuilt from
+/// the others once the node is back, so the object survives losing a
+/// different node afterwards.
+#[tokio::test]
+async fn missing_shards_are_repaired_once_their_node_is_back() {
+    let mut c = Cluster::start(&[0, 1, 2], &[]).await;
+    let dp = data_path(&c);
+    let len = 3 * C + 5;
+    c.kill(2).await;
+    let data = bytes(len, 11);
+    let w = write(&dp, 11, &data).await.unwrap();
+    assert_eq!(w.missing.len(), 4, "{:?}", w.missing);
+    let first = &w.missing[0].shard;
+    let l = &w.chunks[first.chunk as usize];
+    assert!(dp.repair_chunk(l, &[first.index]).await.unwrap().is_empty(), "node 2 is still down");
+
+    c.start_node(2).await;
+    dp.probe_down_nodes(Duration::from_secs(5)).await;
+    assert!(!dp.health().is_down(2));
+    for m in &w.missing {
+        let l = &w.chunks[m.shard.chunk as usize];
+        assert_eq!(dp.repair_chunk(l, &[m.shard.index]).await.unwrap(), vec![m.shard.index]);
+        let stored = c.pki.client().get(&c.addr(2), m.shard, 0, None).await.unwrap();
+        assert_eq!(stored.len() as u64, l.shard_len);
+    }
+    // Nodes 1 and 2 now hold every chunk: losing node 0 loses nothing.
+    c.kill(0).await;
+    assert_eq!(read(&dp, &w, 0..len as u64, &data).await.unwrap(), data);
+}
+
 #[tokio::test]
 async fn a_flipped_byte_in_a_shard_is_rebuilt_from_parity() {
     let c = Cluster::start(&[0, 1, 2], &[]).await;

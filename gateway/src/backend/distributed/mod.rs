@@ -19,6 +19,7 @@
 pub mod body;
 pub mod collector;
 pub mod record;
+pub mod repair;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +86,11 @@ pub struct Inner {
     ready: AtomicBool,
     configured: Vec<BucketConfig>,
     buckets_made: AtomicBool,
+    /// A repair pass could achieve something: set at start-up and when a
+    /// node this gateway saw down answers again.
+    repair_wanted: AtomicBool,
+    /// One repair pass at a time (background or admin).
+    repair_lock: tokio::sync::Mutex<()>,
 }
 
 /// The backend registered as `storage.type = "distributed"`.
@@ -159,10 +165,16 @@ impl DistributedBackend {
             ready: AtomicBool::new(false),
             configured: buckets.to_vec(),
             buckets_made: AtomicBool::new(false),
+            repair_wanted: AtomicBool::new(true),
+            repair_lock: tokio::sync::Mutex::new(()),
         });
         let tasks = vec![
             tokio::spawn(probe_loop(Arc::clone(&inner))),
             tokio::spawn(collector::run(Arc::clone(&inner), collector::Schedule::default())),
+            tokio::spawn(repair::run(
+                Arc::clone(&inner),
+                Duration::from_secs(d.repair_interval_secs),
+            )),
         ];
         Ok(Self { inner, tasks: Mutex::new(tasks) })
     }
@@ -206,7 +218,12 @@ async fn probe_loop(inner: Arc<Inner>) {
             }
         }
         inner.ready.store(ok && inner.buckets_made.load(Ordering::Relaxed), Ordering::Relaxed);
+        let down = inner.data.health().down();
         inner.data.probe_down_nodes(Duration::from_millis(800)).await;
+        if down.iter().any(|n| !inner.data.health().is_down(*n)) {
+            // Writes while it was away left shards missing; rebuild them.
+            inner.repair_wanted.store(true, Ordering::Release);
+        }
         tokio::time::sleep(PROBE_EVERY).await;
     }
 }
@@ -1098,6 +1115,10 @@ impl Backend for DistributedBackend {
         let mut page = rules::page_uploads(all, query);
         page.is_truncated = true;
         Ok(page)
+    }
+
+    async fn repair(&self) -> Result<RepairReport> {
+        repair::pass(&self.inner).await.map_err(meta_err)
     }
 
     async fn close(&self) -> Result<()> {

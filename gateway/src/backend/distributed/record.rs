@@ -157,6 +157,16 @@ pub fn record_of(info: &ObjectInfo, version_id: u128, missing: Vec<String>) -> O
     }
 }
 
+/// `r` with its list of missing shards replaced (after a repair); every
+/// other field, the version included, stays as it was.
+pub fn with_missing(mut r: ObjectRecord, missing: Vec<String>) -> Result<ObjectRecord> {
+    let (meta, mut attrs) = split_meta(std::mem::take(&mut r.user_metadata))?;
+    attrs.v = ATTRS_VERSION;
+    attrs.missing = missing;
+    r.user_metadata = join_meta(meta, &attrs);
+    Ok(r)
+}
+
 /// Shards a record says were not written (for repair and for tests).
 pub fn missing_of(r: &ObjectRecord) -> Vec<String> {
     split_meta(r.user_metadata.clone()).map(|(_, a)| a.missing).unwrap_or_default()

@@ -1,0 +1,280 @@
+//! Repair: objects written while a node was down name the shards they
+//! could not store (`missing` in their gateway attributes). Once that node
+//! answers again, a pass rebuilds those shards from the others, stores
+//! them where the layout placed them, and commits the record again with
+//! the same version and a shorter `missing` list. Without it, such an
+//! object would be lost to one more failure than its code allows.
+//!
+//! Safety, step by step:
+//! - An intent on each owner is recorded before any shard is written, so a
+//!   gateway dying mid-repair leaves nothing the collector cannot find.
+//! - The record is replaced by compare-and-set on its version: a PUT or
+//!   DELETE in between wins, and the repair's intents are then ended,
+//!   which sweeps the shards if nothing references their owner any more.
+//! - The record keeps its version, ETag and chunks, so readers see no
+//!   change at all.
+//! - Every gateway runs passes. Two repairing the same object write the
+//!   same bytes (encoding is deterministic) and commit the same version,
+//!   so overlapping passes only repeat work.
+//!
+//! A pass walks every object of every bucket (the record is the only place
+//! that names missing shards), so it runs only when it can achieve
+//! something: at start-up, after a node this gateway saw down is back, on
+//! `POST /admin/v1/repair`, and every [`FORCED_EVERY`] checks (an hour by
+//! default) for shards missed for other reasons.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use predastore_core::meta::{
+    ChunkLayout, Command, IntentRecord, ListRequest, MetaError, ObjectRecord, Precondition, Query,
+    Reply,
+};
+use predastore_core::shard::ShardId;
+
+use super::Inner;
+use super::record;
+use crate::backend::RepairReport;
+use crate::backend::rules::now_millis;
+
+/// Parses one `missing` entry (`<shard id>@<node>`).
+pub fn parse_missing(entry: &str) -> Option<(ShardId, u64)> {
+    let (shard, node) = entry.split_once('@')?;
+    Some((shard.parse().ok()?, node.parse().ok()?))
+}
+
+/// The missing shard indexes of each chunk of `chunks`, by chunk position.
+/// Entries naming no chunk of the record (or another node than the layout
+/// placed the shard on) are dropped: nothing could repair them.
+pub fn plan_of(chunks: &[ChunkLayout], missing: &[String]) -> BTreeMap<usize, Vec<u8>> {
+    let mut out: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    for (shard, node) in missing.iter().filter_map(|m| parse_missing(m)) {
+        let at = chunks.iter().position(|l| l.object == shard.object && l.chunk == shard.chunk);
+        if let Some(at) = at
+            && chunks[at].nodes.get(usize::from(shard.index)) == Some(&node)
+        {
+            out.entry(at).or_default().push(shard.index);
+        }
+    }
+    out
+}
+
+/// Every this many checks a pass runs even if none was asked for: shards
+/// can be missed for reasons other than a node being down (a full disk).
+pub const FORCED_EVERY: u32 = 60;
+
+/// Runs a pass whenever one is wanted, checking every `every` (until the
+/// task is aborted). `every` of zero turns the background pass off.
+pub async fn run(inner: Arc<Inner>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let mut checks = 0u32;
+    loop {
+        tokio::time::sleep(every).await;
+        if !inner.ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        checks = checks.wrapping_add(1);
+        let forced = checks.is_multiple_of(FORCED_EVERY);
+        if !inner.repair_wanted.swap(false, Ordering::AcqRel) && !forced {
+            continue;
+        }
+        match pass(&inner).await {
+            Ok(r) => {
+                if r.degraded > 0 {
+                    tracing::info!(?r, "repair pass");
+                }
+                if r.left > 0 {
+                    // Something is still down: look again once it is back.
+                    tracing::info!(left = r.left, "objects still below full redundancy");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "repair pass failed; retrying later");
+                inner.repair_wanted.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// One pass over every object of every bucket.
+pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
+    let _one_at_a_time = inner.repair_lock.lock().await;
+    let mut report = RepairReport::default();
+    let Reply::Buckets(buckets) = inner.meta.read(Query::ListBuckets).await? else {
+        return Err(MetaError::Invalid("unexpected reply to ListBuckets".into()));
+    };
+    for b in buckets {
+        let mut continuation = None;
+        loop {
+            let page = inner
+                .meta
+                .list(ListRequest {
+                    bucket: b.name.clone(),
+                    continuation,
+                    max_keys: 1000,
+                    ..ListRequest::default()
+                })
+                .await?;
+            for o in &page.objects {
+                report.objects += 1;
+                let rec = match inner.meta.get_object(&b.name, &o.key).await {
+                    Ok(r) => r,
+                    Err(MetaError::NoSuchKey { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                let missing = record::missing_of(&rec);
+                if missing.is_empty() {
+                    continue;
+                }
+                report.degraded += 1;
+                match object(inner, &b.name, &o.key, rec, &missing).await {
+                    Ok(0) => report.left += 1,
+                    Ok(n) => {
+                        report.repaired += 1;
+                        report.shards += n;
+                    }
+                    Err(e) => {
+                        tracing::warn!(bucket = %b.name, key = %o.key, error = %e,
+                            "repairing an object failed");
+                        report.left += 1;
+                    }
+                }
+            }
+            continuation = page.next_continuation;
+            if continuation.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Repairs what it can of one object; the number of shards stored and
+/// committed (0: nothing changed).
+async fn object(
+    inner: &Inner,
+    bucket: &str,
+    key: &str,
+    rec: ObjectRecord,
+    missing: &[String],
+) -> Result<u64, String> {
+    // Only chunks with a missing shard on a node that answers now.
+    let health = inner.data.health();
+    let plan: BTreeMap<usize, Vec<u8>> = plan_of(&rec.chunks, missing)
+        .into_iter()
+        .filter(|(at, indexes)| {
+            indexes.iter().any(|&i| !health.is_down(rec.chunks[*at].nodes[usize::from(i)]))
+        })
+        .collect();
+    if plan.is_empty() {
+        return Ok(0);
+    }
+    let mut owners: Vec<u128> = plan.keys().map(|&at| rec.chunks[at].object).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    for &owner in &owners {
+        let intent = IntentRecord {
+            owner,
+            bucket: bucket.into(),
+            key: key.into(),
+            started_ms: record::millis(now_millis()),
+        };
+        inner.meta.write(Command::RecordIntent(intent)).await.map_err(|e| e.to_string())?;
+    }
+    let mut stored: Vec<String> = Vec::new();
+    for (at, indexes) in &plan {
+        let l = &rec.chunks[*at];
+        match inner.data.repair_chunk(l, indexes).await {
+            Ok(done) => stored.extend(done.into_iter().map(|i| {
+                let shard = ShardId { object: l.object, chunk: l.chunk, index: i };
+                format!("{shard}@{}", l.nodes[usize::from(i)])
+            })),
+            Err(e) => tracing::warn!(bucket, key, chunk = l.chunk, error = %e,
+                "a chunk to repair could not be read"),
+        }
+    }
+    // Entries no chunk of the record matches can never be repaired; they
+    // are dropped with the first commit.
+    let repairable = |m: &String| !plan_of(&rec.chunks, std::slice::from_ref(m)).is_empty();
+    let left: Vec<String> =
+        missing.iter().filter(|m| repairable(m) && !stored.contains(m)).cloned().collect();
+    if left.len() == missing.len() {
+        end_intents(inner, &owners).await;
+        return Ok(0);
+    }
+    let version = rec.version_id;
+    let repaired = record::with_missing(rec, left).map_err(|e| e.to_string())?;
+    match inner.meta.put_object(bucket, key, repaired, Precondition::VersionIs(version)).await {
+        // Committing took the owners' references, which ends their intents.
+        Ok(_) => {
+            tracing::info!(bucket, key, shards = stored.len(), "repaired");
+            crate::metrics::global().repaired_shards.inc_by(stored.len() as u64);
+            Ok(stored.len() as u64)
+        }
+        Err(e) => {
+            end_intents(inner, &owners).await;
+            match e {
+                MetaError::PreconditionFailed { .. } | MetaError::NoSuchKey { .. } => Ok(0),
+                e => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Ends the repair's intents. An owner a record still references stays;
+/// one nothing references any more is swept by the collector.
+async fn end_intents(inner: &Inner, owners: &[u128]) {
+    for &owner in owners {
+        if let Err(e) = inner.meta.write(Command::AbandonIntent { owner }).await {
+            tracing::warn!(owner = %format!("{owner:032x}"), error = %e,
+                "ending a repair intent failed; the collector ends it");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(object: u128, chunk: u32) -> ChunkLayout {
+        ChunkLayout {
+            object,
+            chunk,
+            len: 10,
+            data_shards: 2,
+            parity_shards: 1,
+            shard_len: 5,
+            nodes: vec![4, 5, 6],
+            ring_epoch: 1,
+        }
+    }
+
+    fn entry(object: u128, chunk: u32, index: u8, node: u64) -> String {
+        format!("{}@{node}", ShardId { object, chunk, index })
+    }
+
+    #[test]
+    fn missing_entries_map_to_chunk_positions() {
+        // A stitched multipart record: two owners.
+        let chunks = [layout(7, 0), layout(7, 1), layout(9, 0)];
+        let missing = [
+            entry(7, 1, 2, 6),
+            entry(9, 0, 0, 4),
+            entry(9, 0, 1, 5),
+            entry(8, 0, 0, 4), // no such chunk in the record
+            entry(7, 0, 0, 5), // not the node the layout placed it on
+            "garbage".into(),
+        ];
+        let p = plan_of(&chunks, &missing);
+        assert_eq!(p, BTreeMap::from([(1, vec![2]), (2, vec![0, 1])]));
+        assert_eq!(
+            parse_missing(&entry(1, 2, 3, 4)),
+            Some((ShardId { object: 1, chunk: 2, index: 3 }, 4))
+        );
+        assert_eq!(parse_missing("x@1"), None);
+    }
+}

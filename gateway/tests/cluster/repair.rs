@@ -1,0 +1,96 @@
+//! Repair: objects written while a node was down get their missing shards
+//! back once it returns, so they survive losing another node afterwards.
+
+use std::time::Duration;
+
+use predastore_gateway::server::Gateway;
+
+use crate::common::*;
+
+const MIB: usize = 1 << 20;
+
+async fn repair_now(admin: std::net::SocketAddr) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(format!("http://{admin}/admin/v1/repair"))
+        .bearer_auth("repair-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
+    let mut t = TestCluster::start_with(|dir| {
+        let mut o = options(dir, 3, 2, 1, MIB as u64);
+        o.gateway = false;
+        o
+    })
+    .await;
+    let mut config = t.c.gateway_config().clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_token = Some("repair-token".into());
+    config.storage.distributed.as_mut().unwrap().repair_interval_secs = 1;
+    let gw = Gateway::start(config).await.unwrap();
+    let s3 = client(&gw.endpoint(), true);
+    eventually("the gateway is ready", Duration::from_secs(20), || {
+        let s3 = s3.clone();
+        async move { s3.list_buckets().send().await.is_ok() }
+    })
+    .await;
+    s3.create_bucket().bucket("heal").send().await.unwrap();
+
+    // Node 2 is down: every chunk written now lacks its shard there.
+    t.c.kill_node(2).await.unwrap();
+    let plain = data(3 * MIB + 11, 1);
+    let parts = data(6 * MIB, 2);
+    s3.put_object().bucket("heal").key("plain").body(plain.clone().into()).send().await.unwrap();
+    multipart(&s3, "heal", "parts", &parts, 5 * MIB).await;
+    s3.copy_object().bucket("heal").key("copy").copy_source("heal/plain").send().await.unwrap();
+    s3.put_object()
+        .bucket("heal")
+        .key("tiny")
+        .body(b"inline".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let before = s3.head_object().bucket("heal").key("plain").send().await.unwrap();
+
+    // Nothing can be rebuilt while the node is away.
+    let r = repair_now(gw.admin_addr()).await;
+    assert_eq!((r["objects"].as_u64(), r["degraded"].as_u64()), (Some(4), Some(3)), "{r}");
+    assert_eq!((r["repaired"].as_u64(), r["left"].as_u64()), (Some(0), Some(3)), "{r}");
+
+    // It returns: the background pass rebuilds the shards on its own.
+    let repaired_before = counter(&gw_metrics(&gw).await, "predastore_gateway_repaired_shards");
+    t.c.start_node(2).await.unwrap();
+    eventually("the background repair", Duration::from_secs(60), || async {
+        let m = gw_metrics(&gw).await;
+        // 4 + 6 chunks, and the copy shares the first object's 4.
+        counter(&m, "predastore_gateway_repaired_shards") - repaired_before >= 14.0
+    })
+    .await;
+    let r = repair_now(gw.admin_addr()).await;
+    assert_eq!((r["objects"].as_u64(), r["degraded"].as_u64()), (Some(4), Some(0)), "{r}");
+    // Readers see the same version.
+    let after = s3.head_object().bucket("heal").key("plain").send().await.unwrap();
+    assert_eq!(after.e_tag(), before.e_tag());
+    assert_eq!(after.last_modified(), before.last_modified());
+
+    // Node 0 dies: nodes 1 and 2 hold a shard of every chunk, so nothing
+    // is lost (without the repair, node 1 alone would be left).
+    t.c.kill_node(0).await.unwrap();
+    assert!(get(&s3, "heal", "plain", None).await == plain);
+    assert!(get(&s3, "heal", "copy", None).await == plain);
+    assert!(get(&s3, "heal", "parts", None).await == parts);
+    assert_eq!(&get(&s3, "heal", "tiny", None).await[..], b"inline");
+    gw.shutdown().await;
+    t.c.shutdown().await;
+}
+
+async fn gw_metrics(gw: &Gateway) -> String {
+    let addr = gw.admin_addr();
+    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
+}

@@ -45,7 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/buckets", get(buckets))
         .route("/admin/v1/buckets/{name}", get(bucket))
         .route("/admin/v1/cluster", get(cluster))
-        .route("/admin/v1/repair", post(repair))
+        .route("/admin/v1/repair", post(repair).get(last_repair))
         .with_state(state)
 }
 
@@ -138,4 +138,13 @@ async fn repair(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// `GET /admin/v1/repair`: `{"last": …}`, the last pass this gateway ran
+/// (background or requested), or null before the first.
+async fn last_repair(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    Json(serde_json::json!({ "last": s.backend.last_repair().await })).into_response()
 }

@@ -143,6 +143,8 @@ pub struct RepairReport {
     /// Degraded objects left as they were: a node still down, a chunk that
     /// could not be read, or a record replaced meanwhile.
     pub left: u64,
+    /// When the pass ended, ms since the Unix epoch (0: no pass).
+    pub finished_ms: u64,
 }
 
 /// The storage behind a backend, for the admin API and the operator.
@@ -523,6 +525,10 @@ pub trait Backend: Send + Sync + 'static {
     /// now that their nodes answer. Nothing to do without redundancy.
     async fn repair(&self) -> Result<RepairReport> {
         Ok(RepairReport::default())
+    }
+    /// The last repair pass this gateway ran (background or requested).
+    async fn last_repair(&self) -> Option<RepairReport> {
+        None
     }
     /// Flushes and releases resources; called once at shutdown.
     async fn close(&self) -> Result<()>;

@@ -1013,10 +1013,10 @@ pub(crate) mod tests {
     }
 
     /// The gateway's repair protocol (gateway/src/backend/distributed/
-    /// repair.rs): an intent on an owner a record references, shards
-    /// written, then the same record re-put by version.
+    /// repair.rs): the record re-put with the same chunks under a new
+    /// version id, by compare-and-set on the version it read.
     #[test]
-    fn a_repair_commits_in_place_or_leaves_its_shards_to_the_collector() {
+    fn a_repair_recommits_the_same_chunks_and_loses_any_race() {
         let mut kv = MemKv::default();
         let put = |key: &str, rec: ObjectRecord, expect| Command::PutObject {
             bucket: "bk1".into(),
@@ -1030,25 +1030,41 @@ pub(crate) mod tests {
             (2, 10, intent(7)),
             (3, 10, put("a", chunked(7, two.clone()), Precondition::Absent)),
         ]);
-        // Committed in place: same version, nothing freed, intent ended.
+        // Committed in place: nothing freed, still one reference a chunk.
+        let r =
+            kv.apply(vec![(4, 20, put("a", chunked(8, two.clone()), Precondition::VersionIs(7)))]);
+        assert_eq!(r[0], Ok(Reply::Freed { replaced: Some(7), freed: vec![] }));
+        assert_eq!(read::<u64>(&kv, &ref_key(7, 0)).unwrap(), Some(1));
+        assert_eq!(read::<u64>(&kv, &ref_key(7, 1)).unwrap(), Some(1));
+        // A tag change (new version) lands first: the repair that read
+        // version 8 fails instead of putting the old tags back.
         let r = kv.apply(vec![
-            (4, 20, intent(7)),
-            (5, 20, put("a", chunked(7, two.clone()), Precondition::VersionIs(7))),
+            (5, 30, put("a", chunked(9, two.clone()), Precondition::VersionIs(8))),
+            (6, 30, put("a", chunked(10, two), Precondition::VersionIs(8))),
         ]);
-        assert_eq!(r[1], Ok(Reply::Freed { replaced: Some(7), freed: vec![] }));
-        assert!(!kv.0.contains_key(&intent_key(7)));
-        assert_eq!(read::<u64>(&kv, &ref_key(7, 0)).unwrap(), Some(1), "one reference, not two");
-        // A PUT wins the race: the repair's commit fails, and ending its
-        // intent turns the owner into a sweep of every shard it has, the
-        // ones the repair just wrote included.
-        let r = kv.apply(vec![
-            (6, 30, intent(7)),
-            (7, 30, put("a", record(9), Precondition::None)),
-            (8, 30, put("a", chunked(7, two), Precondition::VersionIs(7))),
-            (9, 30, Command::AbandonIntent { owner: 7 }),
-        ]);
-        assert!(matches!(r[2], Err(MetaError::PreconditionFailed { .. })));
-        assert_eq!(freed(&r[3]), vec![(7, vec![])], "a sweep of the whole owner");
+        assert!(r[0].is_ok());
+        assert!(matches!(r[1], Err(MetaError::PreconditionFailed { current: Some(9), .. })));
+        // A delete lands first: the chunks are freed as garbage (deleted
+        // after the grace, every shard index, repaired ones included).
+        let r = kv.apply(vec![(
+            7,
+            40,
+            Command::DeleteObject {
+                bucket: "bk1".into(),
+                key: "a".into(),
+                expect: Precondition::None,
+            },
+        )]);
+        assert_eq!(freed(&r[0]), vec![(7, vec![0, 1])]);
+        let r = kv.apply(vec![(
+            8,
+            40,
+            put("a", chunked(11, vec![chunk(7, 0)]), Precondition::VersionIs(9)),
+        )]);
+        assert!(matches!(
+            r[0],
+            Err(MetaError::NoSuchKey { .. }) | Err(MetaError::PreconditionFailed { .. })
+        ));
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Inner {
     repair_wanted: AtomicBool,
     /// One repair pass at a time (background or admin).
     repair_lock: tokio::sync::Mutex<()>,
+    /// What the last finished pass did (`GET /admin/v1/repair`).
+    last_repair: Mutex<Option<RepairReport>>,
 }
 
 /// The backend registered as `storage.type = "distributed"`.
@@ -167,6 +169,7 @@ impl DistributedBackend {
             buckets_made: AtomicBool::new(false),
             repair_wanted: AtomicBool::new(true),
             repair_lock: tokio::sync::Mutex::new(()),
+            last_repair: Mutex::new(None),
         });
         let tasks = vec![
             tokio::spawn(probe_loop(Arc::clone(&inner))),
@@ -770,12 +773,14 @@ impl Backend for DistributedBackend {
     ) -> Result<()> {
         rules::check_key(key)?;
         // Read-modify-write under compare-and-set; a racing PUT wins and
-        // the tags go onto the version current after it.
+        // the tags go onto the version current after it. Every rewrite of
+        // a record gets a new version id, so a writer that read the record
+        // before (a repair) cannot put the old tags back.
         for _ in 0..8 {
             let cur = self.inner.object(bucket, key).await?;
             let mut info = record::info_of(key, &cur)?;
             info.tags = tags.clone();
-            let mut rec = record::record_of(&info, cur.version_id, record::missing_of(&cur));
+            let mut rec = record::record_of(&info, new_request_id(), record::missing_of(&cur));
             rec.chunks = cur.chunks.clone();
             rec.inline = cur.inline.clone();
             match self
@@ -1119,6 +1124,10 @@ impl Backend for DistributedBackend {
 
     async fn repair(&self) -> Result<RepairReport> {
         repair::pass(&self.inner).await.map_err(meta_err)
+    }
+
+    async fn last_repair(&self) -> Option<RepairReport> {
+        *self.inner.last_repair.lock().expect("repair report lock")
     }
 
     async fn close(&self) -> Result<()> {

@@ -1,21 +1,24 @@
 //! Repair: objects written while a node was down name the shards they
 //! could not store (`missing` in their gateway attributes). Once that node
 //! answers again, a pass rebuilds those shards from the others, stores
-//! them where the layout placed them, and commits the record again with
-//! the same version and a shorter `missing` list. Without it, such an
+//! them where the layout placed them, and commits the record again with a
+//! shorter `missing` list (same ETag and data). Without it, such an
 //! object would be lost to one more failure than its code allows.
 //!
-//! Safety, step by step:
-//! - An intent on each owner is recorded before any shard is written, so a
-//!   gateway dying mid-repair leaves nothing the collector cannot find.
-//! - The record is replaced by compare-and-set on its version: a PUT or
-//!   DELETE in between wins, and the repair's intents are then ended,
-//!   which sweeps the shards if nothing references their owner any more.
-//! - The record keeps its version, ETag and chunks, so readers see no
-//!   change at all.
-//! - Every gateway runs passes. Two repairing the same object write the
-//!   same bytes (encoding is deterministic) and commit the same version,
-//!   so overlapping passes only repeat work.
+//! Safety:
+//! - The record is replaced by compare-and-set on its version, and gets a
+//!   new version id: a PUT, DELETE, tag change or another gateway's repair
+//!   in between wins, and a writer that read the record before this repair
+//!   fails its own compare-and-set rather than undoing it.
+//! - No shard is written more than [`FRESH_FOR`] after a read (or commit)
+//!   that showed its chunk referenced. A chunk freed after that is deleted
+//!   only after the collector's grace, with all its shard indexes, so the
+//!   repaired shard goes with it: nothing leaks, and no intent is needed
+//!   (an intent would let a copy reference a chunk already freed).
+//! - The record keeps its ETag, Last-Modified and chunks, so readers see
+//!   no change.
+//! - Every gateway runs passes; two repairing the same object write the
+//!   same bytes (encoding is deterministic) and only one commit wins.
 //!
 //! A pass walks every object of every bucket (the record is the only place
 //! that names missing shards), so it runs only when it can achieve
@@ -23,21 +26,19 @@
 //! `POST /admin/v1/repair`, and every [`FORCED_EVERY`] checks (an hour by
 //! default) for shards missed for other reasons.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use predastore_core::meta::{
-    ChunkLayout, Command, IntentRecord, ListRequest, MetaError, ObjectRecord, Precondition, Query,
-    Reply,
-};
+use predastore_core::meta::Precondition;
+use predastore_core::meta::{ChunkLayout, ListRequest, MetaError, ObjectRecord, Query, Reply};
+use predastore_core::meta_client::new_request_id;
 use predastore_core::shard::ShardId;
 
 use super::Inner;
 use super::record;
 use crate::backend::RepairReport;
-use crate::backend::rules::now_millis;
 
 /// Parses one `missing` entry (`<shard id>@<node>`).
 pub fn parse_missing(entry: &str) -> Option<(ShardId, u64)> {
@@ -124,14 +125,23 @@ pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
                 let rec = match inner.meta.get_object(&b.name, &o.key).await {
                     Ok(r) => r,
                     Err(MetaError::NoSuchKey { .. }) => continue,
-                    Err(e) => return Err(e),
+                    Err(e @ (MetaError::NotLeader { .. } | MetaError::NoQuorum(_))) => {
+                        return Err(e);
+                    }
+                    Err(e @ MetaError::Unavailable(_)) => return Err(e),
+                    Err(e) => {
+                        // One unreadable record must not stop the rest.
+                        tracing::warn!(bucket = %b.name, key = %o.key, error = %e,
+                            "object record unreadable; not repaired");
+                        report.left += 1;
+                        continue;
+                    }
                 };
-                let missing = record::missing_of(&rec);
-                if missing.is_empty() {
+                if record::missing_of(&rec).is_empty() {
                     continue;
                 }
                 report.degraded += 1;
-                match object(inner, &b.name, &o.key, rec, &missing).await {
+                match object(inner, &b.name, &o.key, rec).await {
                     Ok(0) => report.left += 1,
                     Ok(n) => {
                         report.repaired += 1;
@@ -150,8 +160,18 @@ pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
             }
         }
     }
+    report.finished_ms = record::millis(crate::backend::rules::now_millis());
+    *inner.last_repair.lock().expect("repair report lock") = Some(report);
     Ok(report)
 }
+
+/// A record read longer ago than this is read (or committed) again before
+/// more shards are written. Freed chunks are deleted only after the
+/// collector's grace (15 min), and that delete covers every shard index of
+/// the chunk, so a shard written within this time of a read that showed
+/// its chunk referenced is either still referenced or deleted with it:
+/// a repair never leaks a shard, and needs no intent.
+const FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// Repairs what it can of one object; the number of shards stored and
 /// committed (0: nothing changed).
@@ -159,79 +179,92 @@ async fn object(
     inner: &Inner,
     bucket: &str,
     key: &str,
-    rec: ObjectRecord,
-    missing: &[String],
+    mut rec: ObjectRecord,
 ) -> Result<u64, String> {
-    // Only chunks with a missing shard on a node that answers now.
-    let health = inner.data.health();
-    let plan: BTreeMap<usize, Vec<u8>> = plan_of(&rec.chunks, missing)
-        .into_iter()
-        .filter(|(at, indexes)| {
-            indexes.iter().any(|&i| !health.is_down(rec.chunks[*at].nodes[usize::from(i)]))
-        })
-        .collect();
-    if plan.is_empty() {
-        return Ok(0);
-    }
-    let mut owners: Vec<u128> = plan.keys().map(|&at| rec.chunks[at].object).collect();
-    owners.sort_unstable();
-    owners.dedup();
-    for &owner in &owners {
-        let intent = IntentRecord {
-            owner,
-            bucket: bucket.into(),
-            key: key.into(),
-            started_ms: record::millis(now_millis()),
-        };
-        inner.meta.write(Command::RecordIntent(intent)).await.map_err(|e| e.to_string())?;
-    }
-    let mut stored: Vec<String> = Vec::new();
-    for (at, indexes) in &plan {
-        let l = &rec.chunks[*at];
-        match inner.data.repair_chunk(l, indexes).await {
-            Ok(done) => stored.extend(done.into_iter().map(|i| {
-                let shard = ShardId { object: l.object, chunk: l.chunk, index: i };
-                format!("{shard}@{}", l.nodes[usize::from(i)])
-            })),
-            Err(e) => tracing::warn!(bucket, key, chunk = l.chunk, error = %e,
-                "a chunk to repair could not be read"),
+    // Chunks tried once are not tried again in this pass.
+    let mut tried: BTreeSet<(u128, u32)> = BTreeSet::new();
+    let mut total = 0u64;
+    loop {
+        let read_at = Instant::now();
+        let missing = record::missing_of(&rec);
+        // Only chunks with a missing shard on a node that answers now.
+        let health = inner.data.health();
+        let plan: Vec<(usize, Vec<u8>)> = plan_of(&rec.chunks, &missing)
+            .into_iter()
+            .filter(|(at, indexes)| {
+                let l = &rec.chunks[*at];
+                !tried.contains(&(l.object, l.chunk))
+                    && indexes.iter().any(|&i| !health.is_down(l.nodes[usize::from(i)]))
+            })
+            .collect();
+        // Entries no chunk of the record matches can never be repaired;
+        // they are dropped with the next commit.
+        let junk = missing.iter().any(|m| plan_of(&rec.chunks, std::slice::from_ref(m)).is_empty());
+        if plan.is_empty() && !junk {
+            return Ok(total);
         }
-    }
-    // Entries no chunk of the record matches can never be repaired; they
-    // are dropped with the first commit.
-    let repairable = |m: &String| !plan_of(&rec.chunks, std::slice::from_ref(m)).is_empty();
-    let left: Vec<String> =
-        missing.iter().filter(|m| repairable(m) && !stored.contains(m)).cloned().collect();
-    if left.len() == missing.len() {
-        end_intents(inner, &owners).await;
-        return Ok(0);
-    }
-    let version = rec.version_id;
-    let repaired = record::with_missing(rec, left).map_err(|e| e.to_string())?;
-    match inner.meta.put_object(bucket, key, repaired, Precondition::VersionIs(version)).await {
-        // Committing took the owners' references, which ends their intents.
-        Ok(_) => {
-            tracing::info!(bucket, key, shards = stored.len(), "repaired");
-            crate::metrics::global().repaired_shards.inc_by(stored.len() as u64);
-            Ok(stored.len() as u64)
-        }
-        Err(e) => {
-            end_intents(inner, &owners).await;
-            match e {
-                MetaError::PreconditionFailed { .. } | MetaError::NoSuchKey { .. } => Ok(0),
-                e => Err(e.to_string()),
+        let mut stored: Vec<String> = Vec::new();
+        let mut finished = true;
+        for (at, indexes) in &plan {
+            if !tried.is_empty() && read_at.elapsed() > FRESH_FOR {
+                finished = false;
+                break;
+            }
+            let l = &rec.chunks[*at];
+            tried.insert((l.object, l.chunk));
+            match inner.data.repair_chunk(l, indexes).await {
+                Ok(done) => stored.extend(done.into_iter().map(|i| {
+                    let shard = ShardId { object: l.object, chunk: l.chunk, index: i };
+                    format!("{shard}@{}", l.nodes[usize::from(i)])
+                })),
+                Err(e) => tracing::warn!(bucket, key, chunk = l.chunk, error = %e,
+                    "a chunk to repair could not be read"),
             }
         }
-    }
-}
-
-/// Ends the repair's intents. An owner a record still references stays;
-/// one nothing references any more is swept by the collector.
-async fn end_intents(inner: &Inner, owners: &[u128]) {
-    for &owner in owners {
-        if let Err(e) = inner.meta.write(Command::AbandonIntent { owner }).await {
-            tracing::warn!(owner = %format!("{owner:032x}"), error = %e,
-                "ending a repair intent failed; the collector ends it");
+        let left: Vec<String> = missing
+            .iter()
+            .filter(|m| !plan_of(&rec.chunks, std::slice::from_ref(*m)).is_empty())
+            .filter(|m| !stored.contains(m))
+            .cloned()
+            .collect();
+        if left.len() == missing.len() {
+            if finished {
+                return Ok(total);
+            }
+            rec = match inner.meta.get_object(bucket, key).await {
+                Ok(r) => r,
+                Err(MetaError::NoSuchKey { .. }) => return Ok(total),
+                Err(e) => return Err(e.to_string()),
+            };
+            continue;
+        }
+        // Same ETag, Last-Modified and chunks; a new version id, so a
+        // writer that read the old record (tags, another repair) fails its
+        // compare-and-set instead of undoing this one, and this one fails
+        // if anything changed the record since it was read.
+        let version = rec.version_id;
+        let mut next = record::with_missing(rec, left).map_err(|e| e.to_string())?;
+        next.version_id = new_request_id();
+        match inner
+            .meta
+            .put_object(bucket, key, next.clone(), Precondition::VersionIs(version))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(bucket, key, shards = stored.len(), "repaired");
+                crate::metrics::global().repaired_shards.inc_by(stored.len() as u64);
+                total += stored.len() as u64;
+                if finished {
+                    return Ok(total);
+                }
+                rec = next;
+            }
+            // Replaced or deleted meanwhile: the new record is not ours to
+            // touch, and the shards written are covered (see FRESH_FOR).
+            Err(MetaError::PreconditionFailed { .. } | MetaError::NoSuchKey { .. }) => {
+                return Ok(total);
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
 }

@@ -74,6 +74,26 @@ impl TestCluster {
         client(&self.endpoint(), false)
     }
 
+    /// A second in-process gateway on this cluster, with `edit` applied to
+    /// the cluster's gateway config (ports: any free), once it serves S3.
+    pub async fn extra_gateway(
+        &self,
+        edit: impl FnOnce(&mut predastore_core::config::GatewayConfig),
+    ) -> (predastore_gateway::server::Gateway, Client) {
+        let mut config = self.c.gateway_config().clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin_listen = "127.0.0.1:0".parse().unwrap();
+        edit(&mut config);
+        let gw = predastore_gateway::server::Gateway::start(config).await.unwrap();
+        let s3 = client(&gw.endpoint(), false);
+        eventually("the gateway is ready", Duration::from_secs(20), || {
+            let s3 = s3.clone();
+            async move { s3.list_buckets().send().await.is_ok() }
+        })
+        .await;
+        (gw, s3)
+    }
+
     /// The gateway's `/metrics` text.
     pub async fn metrics(&self) -> String {
         let addr = self.c.admin_addr().unwrap();

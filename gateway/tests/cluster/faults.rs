@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use predastore_core::config::{Erasure, StorageClassConfig};
 use predastore_core::transport::{TlsMaterial, server_endpoint};
-use predastore_gateway::server::Gateway;
 
 use crate::common::*;
 
@@ -133,18 +132,12 @@ async fn storage_classes_and_size_limits() {
     });
     let file_path = t.dir.path().join("classes.toml");
     std::fs::write(&file_path, file.to_toml()).unwrap();
-    let mut config = t.c.gateway_config().clone();
-    config.storage.distributed.as_mut().unwrap().cluster_file = file_path;
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.max_object_size = 3 * MIB as u64;
-    let gw = Gateway::start(config).await.unwrap();
-    let s3 = client(&gw.endpoint(), false);
-    eventually("the gateway is ready", Duration::from_secs(20), || {
-        let s3 = s3.clone();
-        async move { s3.list_buckets().send().await.is_ok() }
-    })
-    .await;
+    let (gw, s3) = t
+        .extra_gateway(|config| {
+            config.storage.distributed.as_mut().unwrap().cluster_file = file_path;
+            config.max_object_size = 3 * MIB as u64;
+        })
+        .await;
     s3.create_bucket().bucket("classes").send().await.unwrap();
     let e = s3
         .put_object()

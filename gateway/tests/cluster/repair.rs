@@ -9,15 +9,24 @@ use crate::common::*;
 
 const MIB: usize = 1 << 20;
 
-async fn repair_now(admin: std::net::SocketAddr) -> serde_json::Value {
+/// An admin API call with the test's token, as JSON.
+async fn admin(gw: &Gateway, method: reqwest::Method, path: &str) -> serde_json::Value {
     let r = reqwest::Client::new()
-        .post(format!("http://{admin}/admin/v1/repair"))
+        .request(method, format!("http://{}/admin/v1/{path}", gw.admin_addr()))
         .bearer_auth("repair-token")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
+}
+
+async fn repair_now(gw: &Gateway) -> serde_json::Value {
+    admin(gw, reqwest::Method::POST, "repair").await
+}
+
+async fn last_repair(gw: &Gateway) -> serde_json::Value {
+    admin(gw, reqwest::Method::GET, "repair").await["last"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -28,18 +37,13 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
         o
     })
     .await;
-    let mut config = t.c.gateway_config().clone();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_token = Some("repair-token".into());
-    config.storage.distributed.as_mut().unwrap().repair_interval_secs = 1;
-    let gw = Gateway::start(config).await.unwrap();
+    let (gw, _) = t
+        .extra_gateway(|config| {
+            config.admin_token = Some("repair-token".into());
+            config.storage.distributed.as_mut().unwrap().repair_interval_secs = 1;
+        })
+        .await;
     let s3 = client(&gw.endpoint(), true);
-    eventually("the gateway is ready", Duration::from_secs(20), || {
-        let s3 = s3.clone();
-        async move { s3.list_buckets().send().await.is_ok() }
-    })
-    .await;
     s3.create_bucket().bucket("heal").send().await.unwrap();
 
     // Node 2 is down: every chunk written now lacks its shard there.
@@ -59,7 +63,7 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     let before = s3.head_object().bucket("heal").key("plain").send().await.unwrap();
 
     // Nothing can be rebuilt while the node is away.
-    let r = repair_now(gw.admin_addr()).await;
+    let r = repair_now(&gw).await;
     assert_eq!((r["objects"].as_u64(), r["degraded"].as_u64()), (Some(4), Some(3)), "{r}");
     assert_eq!((r["repaired"].as_u64(), r["left"].as_u64()), (Some(0), Some(3)), "{r}");
 
@@ -67,7 +71,7 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     let repaired_before = counter(&gw_metrics(&gw).await, "predastore_gateway_repaired_shards");
     t.c.start_node(2).await.unwrap();
     eventually("the background repair", Duration::from_secs(60), || async {
-        let last = last_repair(gw.admin_addr()).await;
+        let last = last_repair(&gw).await;
         last["repaired"].as_u64() > Some(0) && last["left"].as_u64() == Some(0)
     })
     .await;
@@ -75,7 +79,7 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     // is per process: other tests' gateways may add to it).
     let m = gw_metrics(&gw).await;
     assert!(counter(&m, "predastore_gateway_repaired_shards") - repaired_before >= 14.0);
-    let r = repair_now(gw.admin_addr()).await;
+    let r = repair_now(&gw).await;
     assert_eq!((r["objects"].as_u64(), r["degraded"].as_u64()), (Some(4), Some(0)), "{r}");
     // Readers see the same version.
     let after = s3.head_object().bucket("heal").key("plain").send().await.unwrap();
@@ -91,17 +95,6 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     assert_eq!(&get(&s3, "heal", "tiny", None).await[..], b"inline");
     gw.shutdown().await;
     t.c.shutdown().await;
-}
-
-async fn last_repair(admin: std::net::SocketAddr) -> serde_json::Value {
-    let r = reqwest::Client::new()
-        .get(format!("http://{admin}/admin/v1/repair"))
-        .bearer_auth("repair-token")
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = r.json().await.unwrap();
-    v["last"].clone()
 }
 
 async fn gw_metrics(gw: &Gateway) -> String {

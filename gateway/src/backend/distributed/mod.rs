@@ -231,6 +231,12 @@ async fn probe_loop(inner: Arc<Inner>) {
     }
 }
 
+/// One page (1000 keys) of every object in `bucket`, for walks over a
+/// whole bucket (usage, repair).
+fn whole_bucket(bucket: &str, continuation: Option<Vec<u8>>) -> ListRequest {
+    ListRequest { bucket: bucket.into(), continuation, max_keys: 1000, ..ListRequest::default() }
+}
+
 /// Maps a metadata error to the backend's.
 fn meta_err(e: MetaError) -> BackendError {
     match e {
@@ -611,12 +617,7 @@ impl Backend for DistributedBackend {
                 let page = self
                     .inner
                     .meta
-                    .list(ListRequest {
-                        bucket: b.name.clone(),
-                        continuation,
-                        max_keys: 1000,
-                        ..ListRequest::default()
-                    })
+                    .list(whole_bucket(&b.name, continuation))
                     .await
                     .map_err(meta_err)?;
                 objects += page.objects.len() as u64;

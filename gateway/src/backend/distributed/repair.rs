@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use predastore_core::meta::Precondition;
-use predastore_core::meta::{ChunkLayout, ListRequest, MetaError, ObjectRecord, Query, Reply};
+use predastore_core::meta::{ChunkLayout, MetaError, ObjectRecord, Query, Reply};
 use predastore_core::meta_client::new_request_id;
 use predastore_core::shard::ShardId;
 
@@ -111,15 +111,7 @@ pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
     for b in buckets {
         let mut continuation = None;
         loop {
-            let page = inner
-                .meta
-                .list(ListRequest {
-                    bucket: b.name.clone(),
-                    continuation,
-                    max_keys: 1000,
-                    ..ListRequest::default()
-                })
-                .await?;
+            let page = inner.meta.list(super::whole_bucket(&b.name, continuation)).await?;
             for o in &page.objects {
                 report.objects += 1;
                 let rec = match inner.meta.get_object(&b.name, &o.key).await {

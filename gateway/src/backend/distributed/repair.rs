@@ -283,6 +283,12 @@ mod tests {
     }
 
     #[test]
+    fn repaired_shards_are_written_well_within_the_collectors_grace() {
+        // The no-leak argument of FRESH_FOR needs this margin.
+        assert!(FRESH_FOR * 4 < super::super::collector::Schedule::default().grace);
+    }
+
+    #[test]
     fn missing_entries_map_to_chunk_positions() {
         // A stitched multipart record: two owners.
         let chunks = [layout(7, 0), layout(7, 1), layout(9, 0)];

@@ -23,7 +23,7 @@
 //! A pass walks every object of every bucket (the record is the only place
 //! that names missing shards), so it runs only when it can achieve
 //! something: at start-up, after a node this gateway saw down is back, on
-//! `POST /admin/v1/repair`, and every [`FORCED_EVERY`] checks (an hour by
+//! `POST /admin/v1/repair`, and every [`FORCED_EVERY`] checks (a day by
 //! default) for shards missed for other reasons.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,7 +64,9 @@ pub fn plan_of(chunks: &[ChunkLayout], missing: &[String]) -> BTreeMap<usize, Ve
 
 /// Every this many checks a pass runs even if none was asked for: shards
 /// can be missed for reasons other than a node being down (a full disk).
-pub const FORCED_EVERY: u32 = 60;
+/// A day at the default interval: each pass reads every record, and
+/// every gateway runs its own.
+pub const FORCED_EVERY: u32 = 24 * 60;
 
 /// Runs a pass whenever one is wanted, checking every `every` (until the
 /// task is aborted). `every` of zero turns the background pass off.

@@ -232,10 +232,11 @@ pub struct DistributedStorageConfig {
     /// request to about this many chunks. Default 4.
     #[serde(default = "default_chunks_in_flight")]
     pub chunks_in_flight: usize,
-    /// Seconds between checks for a repair pass, which runs at start-up
-    /// and after a node this gateway saw down answers again: shards that
-    /// writes could not store meanwhile are rebuilt. 0 turns background
-    /// repair off (`POST /admin/v1/repair` still runs a pass). Default 60.
+    /// Seconds between checks for a repair pass. A pass runs at the first
+    /// check after start-up, after a node this gateway saw down answers
+    /// again, and at least daily: shards that writes could not store are
+    /// rebuilt. 0 turns background repair off (`POST /admin/v1/repair`
+    /// still runs a pass). Default 60.
     #[serde(default = "default_repair_interval_secs")]
     pub repair_interval_secs: u64,
 }

@@ -1,10 +1,13 @@
 //! The HTTP shell around s3s: accept loop (TCP_NODELAY, optional TLS,
 //! graceful shutdown) and the per-request layer that assigns the request
-//! id, enforces header limits, records metrics and logs, and completes
-//! error bodies the way AWS writes them.
+//! id, enforces header limits, records metrics and logs, closes
+//! connections whose `Expect: 100-continue` got no interim response, and
+//! completes error bodies the way AWS writes them.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -65,11 +68,19 @@ pub async fn s3_layer(mut req: Request, next: Next) -> Response {
         set_id(&mut r, &id);
         return r;
     }
+    if let Some(r) = malformed_presigned_signature(&req, &id) {
+        m.observe("Unknown", 403, started.elapsed().as_secs_f64());
+        return r;
+    }
     let op = OpName::default();
     req.extensions_mut().insert(op.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let req = req.map(|b| Body::new(Counted { inner: b, count: Direction::In }));
+    let waits_for_continue = waits_for_continue(&req);
+    let body_empty = req.body().is_end_stream();
+    let body_polled = Arc::new(AtomicBool::new(false));
+    let polled = Arc::clone(&body_polled);
+    let req = req.map(|b| Body::new(Counted { inner: b, count: Direction::In(polled) }));
     let span = tracing::info_span!("s3", request_id = %id, %method, path = %path);
     m.in_flight().inc();
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -92,7 +103,55 @@ pub async fn s3_layer(mut req: Request, next: Next) -> Response {
         resp = with_request_id(resp, &id).await;
     }
     set_id(&mut resp, &id);
+    if answered_in_interim_slot(waits_for_continue, body_empty, body_polled.load(Ordering::Relaxed))
+    {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp.map(|b| Body::new(Counted { inner: b, count: Direction::Out }))
+}
+
+/// An HTTP/1.1 request that asked for `100 Continue` before its body.
+fn waits_for_continue(req: &Request) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Whether a request that waited for `100 Continue` gets its final
+/// response where the client looks for the interim one: hyper sends
+/// `100 Continue` only when the body is first read, and never for an
+/// empty body (RFC 9110 allows both). Such a connection is closed after
+/// the response. botocore before 1.43.77 (so the aws cli and boto3 of
+/// most installs) remembers that early status line on the pooled
+/// connection and applies it to the *next* response there, which then
+/// parses as garbage: `aws s3 sync` of a tree with an empty file failed
+/// its next multipart upload with a missing ETag (botocore #3755). A new
+/// connection costs little; a poisoned one fails an upload.
+fn answered_in_interim_slot(waits_for_continue: bool, body_empty: bool, body_read: bool) -> bool {
+    waits_for_continue && (body_empty || !body_read)
+}
+
+/// A presigned URL whose `X-Amz-Signature` is not 64 hex digits: AWS
+/// answers 403 SignatureDoesNotMatch (s3s would answer 400 InvalidRequest,
+/// as if the URL lacked its fields).
+fn malformed_presigned_signature(req: &Request, id: &str) -> Option<Response> {
+    let query = req.uri().query()?;
+    // A well-formed signature needs no percent-decoding: any `%` already
+    // makes it malformed.
+    let signature = query.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Signature="))?;
+    if signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut r = xml_error(
+        StatusCode::FORBIDDEN,
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+        id,
+    );
+    set_id(&mut r, id);
+    Some(r)
 }
 
 fn set_id(resp: &mut Response, id: &str) {
@@ -116,7 +175,8 @@ async fn with_request_id(resp: Response, id: &str) -> Response {
 }
 
 enum Direction {
-    In,
+    /// A request body; the flag records that the handler read from it.
+    In(Arc<AtomicBool>),
     Out,
 }
 
@@ -134,12 +194,15 @@ impl HttpBody for Counted {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Direction::In(polled) = &self.count {
+            polled.store(true, Ordering::Relaxed);
+        }
         let p = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &p
             && let Some(d) = f.data_ref()
         {
             match self.count {
-                Direction::In => metrics::global().received(d.len() as u64),
+                Direction::In(_) => metrics::global().received(d.len() as u64),
                 Direction::Out => metrics::global().sent(d.len() as u64),
             }
         }
@@ -212,5 +275,38 @@ where
     let conn = watcher.watch(conn.into_owned());
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_final_answer_in_the_interim_slot_closes_the_connection() {
+        // (waits for continue, body empty, body read) -> close
+        assert!(answered_in_interim_slot(true, true, false), "empty body: hyper sends no 100");
+        assert!(answered_in_interim_slot(true, true, true), "empty body, even if polled");
+        assert!(answered_in_interim_slot(true, false, false), "refused before the body");
+        assert!(!answered_in_interim_slot(true, false, true), "100 went out before the answer");
+        assert!(!answered_in_interim_slot(false, true, false), "no Expect: nothing to confuse");
+        assert!(!answered_in_interim_slot(false, false, false));
+    }
+
+    fn presigned(sig: &str) -> Request {
+        let uri = format!("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature={sig}");
+        Request::builder().uri(uri).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_presigned_signature_of_the_wrong_shape_is_a_signature_mismatch() {
+        let good = "a".repeat(64);
+        assert!(malformed_presigned_signature(&presigned(&good), "ID").is_none());
+        for bad in ["abc", &"a".repeat(63), &"a".repeat(65), &"g".repeat(64), ""] {
+            let r = malformed_presigned_signature(&presigned(bad), "ID").expect(bad);
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{bad}");
+        }
+        let header_auth = Request::builder().uri("/b/k?list-type=2").body(Body::empty()).unwrap();
+        assert!(malformed_presigned_signature(&header_auth, "ID").is_none());
     }
 }

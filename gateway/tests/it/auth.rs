@@ -160,6 +160,20 @@ async fn presigned_urls() {
     let r = http.get(&tampered).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("<Code>SignatureDoesNotMatch</Code>"));
+
+    // A signature of the wrong length or alphabet: 403 as AWS, not 400.
+    let (head, sig) = get.uri().split_once("X-Amz-Signature=").unwrap();
+    let sig = &sig[..64];
+    for bad in [&sig[..10], &format!("{sig}00"), &format!("{}zz", &sig[..62])] {
+        let url =
+            get.uri().replace(&format!("X-Amz-Signature={sig}"), &format!("X-Amz-Signature={bad}"));
+        assert!(url.starts_with(head));
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 403, "signature {bad}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("<Code>SignatureDoesNotMatch</Code>"), "{text}");
+        assert!(text.contains("<RequestId>"), "{text}");
+    }
 }
 
 fn post_form(

@@ -470,3 +470,41 @@ impl Drop for GatewayProcess {
         self.kill();
     }
 }
+
+/// Whether the command-line tool `cmd` runs (`cmd probe..` succeeds).
+/// Where it does not, the test `test` fails under CI (`CI=true`, where
+/// `.ci/run` installs every tool) and elsewhere prints SKIP and returns
+/// false.
+pub fn tool_present(cmd: &str, probe: &[&str], test: &str) -> bool {
+    let runs = std::process::Command::new(cmd)
+        .args(probe)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !runs {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: `{cmd}` is not installed, and CI must run this test (.ci/run installs it)"
+        );
+        println!("SKIP {test}: `{cmd}` is not installed");
+    }
+    runs
+}
+
+/// Runs a client tool to completion; panics with its output unless it
+/// succeeded. Returns its stdout.
+pub fn run_tool(cmd: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

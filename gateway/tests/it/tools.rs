@@ -1,14 +1,11 @@
-//! Real tools against the default server (no config file, dev
-//! credentials): the aws cli and boto3. Skipped, with the reason printed,
-//! where a tool is not installed.
+//! Real tools against the binary's default server (no config file, dev
+//! credentials): the aws cli and boto3. `clients.rs` drives more tools
+//! against both backends. A missing tool fails under CI and prints SKIP
+//! elsewhere.
 
 use std::process::Command;
 
 use crate::common::*;
-
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd).arg(arg).output().map(|o| o.status.success()).unwrap_or(false)
-}
 
 async fn default_server(dir: &std::path::Path) -> GatewayProcess {
     let (s3, admin) = (free_port(), free_port());
@@ -30,24 +27,24 @@ async fn default_server(dir: &std::path::Path) -> GatewayProcess {
 }
 
 fn aws(endpoint: &str, args: &[&str]) -> String {
-    let out = Command::new("aws")
-        .args(["--endpoint-url", endpoint])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", predastore_core::config::DEV_ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", predastore_core::config::DEV_SECRET_ACCESS_KEY)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("run aws");
-    assert!(out.status.success(), "aws {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["--endpoint-url", endpoint];
+    all.extend_from_slice(args);
+    run_tool(
+        "aws",
+        &all,
+        &[
+            ("AWS_ACCESS_KEY_ID", predastore_core::config::DEV_ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", predastore_core::config::DEV_SECRET_ACCESS_KEY),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_cli_works_unchanged() {
-    if !have("aws", "--version") {
-        println!("SKIP aws_cli_works_unchanged: the aws cli is not installed");
+    if !tool_present("aws", &["--version"], "aws_cli_works_unchanged") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -101,9 +98,7 @@ async fn aws_cli_works_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_works_unchanged() {
-    let probe = Command::new("python3").args(["-c", "import boto3"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        println!("SKIP boto3_works_unchanged: python3 with boto3 is not installed");
+    if !tool_present("python3", &["-c", "import boto3"], "boto3_works_unchanged") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -23,8 +23,12 @@ mod auth;
 mod bad_input;
 #[path = "../it/buckets.rs"]
 mod buckets;
+#[path = "../it/clients.rs"]
+mod clients;
 #[path = "../it/concurrency.rs"]
 mod concurrency;
+#[path = "../it/http1.rs"]
+mod http1;
 #[path = "../it/list.rs"]
 mod list;
 #[path = "../it/multipart.rs"]

@@ -48,8 +48,30 @@ pub fn request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase()
 }
 
+/// Whether the request waits for `100 Continue` ([`waits_for_continue`]),
+/// in its extensions for handlers that answer before the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ContinueExpected(pub bool);
+
 /// The per-request layer on the S3 router.
 pub async fn s3_layer(mut req: Request, next: Next) -> Response {
+    let waits_for_continue = waits_for_continue(&req);
+    req.extensions_mut().insert(ContinueExpected(waits_for_continue));
+    let body_empty = req.body().is_end_stream();
+    let body_polled = Arc::new(AtomicBool::new(false));
+    let polled = Arc::clone(&body_polled);
+    let req = req.map(|b| Body::new(Counted { inner: b, count: Direction::In(polled) }));
+    let mut resp = answer(req, next).await;
+    // On every answer, refusals before s3s included.
+    if answered_in_interim_slot(waits_for_continue, body_empty, body_polled.load(Ordering::Relaxed))
+    {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp.map(|b| Body::new(Counted { inner: b, count: Direction::Out }))
+}
+
+/// The response to one request, with its request id, metrics and log line.
+async fn answer(mut req: Request, next: Next) -> Response {
     let id = request_id();
     let started = Instant::now();
     let m = metrics::global();
@@ -76,11 +98,6 @@ pub async fn s3_layer(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(op.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let waits_for_continue = waits_for_continue(&req);
-    let body_empty = req.body().is_end_stream();
-    let body_polled = Arc::new(AtomicBool::new(false));
-    let polled = Arc::clone(&body_polled);
-    let req = req.map(|b| Body::new(Counted { inner: b, count: Direction::In(polled) }));
     let span = tracing::info_span!("s3", request_id = %id, %method, path = %path);
     m.in_flight().inc();
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -103,14 +120,12 @@ pub async fn s3_layer(mut req: Request, next: Next) -> Response {
         resp = with_request_id(resp, &id).await;
     }
     set_id(&mut resp, &id);
-    if answered_in_interim_slot(waits_for_continue, body_empty, body_polled.load(Ordering::Relaxed))
-    {
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp.map(|b| Body::new(Counted { inner: b, count: Direction::Out }))
+    resp
 }
 
-/// An HTTP/1.1 request that asked for `100 Continue` before its body.
+/// An HTTP/1.1 request that asked for `100 Continue` before its body
+/// (hyper ignores the expectation from HTTP/1.0 clients, which send the
+/// body at once).
 fn waits_for_continue(req: &Request) -> bool {
     req.version() == http::Version::HTTP_11
         && req
@@ -133,15 +148,20 @@ fn answered_in_interim_slot(waits_for_continue: bool, body_empty: bool, body_rea
     waits_for_continue && (body_empty || !body_read)
 }
 
-/// A presigned URL whose `X-Amz-Signature` is not 64 hex digits: AWS
-/// answers 403 SignatureDoesNotMatch (s3s would answer 400 InvalidRequest,
-/// as if the URL lacked its fields).
+/// A presigned URL whose `X-Amz-Signature` is not 64 lowercase hex
+/// digits: AWS answers 403 SignatureDoesNotMatch (s3s would answer 400
+/// InvalidRequest, as if the URL lacked its fields). A URL without
+/// `X-Amz-Algorithm` is left to s3s (400: not a presigned URL at all).
 fn malformed_presigned_signature(req: &Request, id: &str) -> Option<Response> {
     let query = req.uri().query()?;
+    let mut params = query.split('&');
+    if !params.clone().any(|kv| kv.starts_with("X-Amz-Algorithm=")) {
+        return None;
+    }
     // A well-formed signature needs no percent-decoding: any `%` already
     // makes it malformed.
-    let signature = query.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Signature="))?;
-    if signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let signature = params.find_map(|kv| kv.strip_prefix("X-Amz-Signature="))?;
+    if signature.len() == 64 && signature.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let mut r = xml_error(
@@ -302,11 +322,13 @@ mod tests {
     fn a_presigned_signature_of_the_wrong_shape_is_a_signature_mismatch() {
         let good = "a".repeat(64);
         assert!(malformed_presigned_signature(&presigned(&good), "ID").is_none());
-        for bad in ["abc", &"a".repeat(63), &"a".repeat(65), &"g".repeat(64), ""] {
+        for bad in ["abc", &"a".repeat(63), &"a".repeat(65), &"g".repeat(64), &"A".repeat(64), ""] {
             let r = malformed_presigned_signature(&presigned(bad), "ID").expect(bad);
             assert_eq!(r.status(), StatusCode::FORBIDDEN, "{bad}");
         }
         let header_auth = Request::builder().uri("/b/k?list-type=2").body(Body::empty()).unwrap();
         assert!(malformed_presigned_signature(&header_auth, "ID").is_none());
+        let no_algorithm = Request::builder().uri("/b/k?X-Amz-Signature=abc").body(Body::empty());
+        assert!(malformed_presigned_signature(&no_algorithm.unwrap(), "ID").is_none());
     }
 }

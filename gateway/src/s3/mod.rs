@@ -96,17 +96,16 @@ const DRAIN_FOR: Duration = Duration::from_secs(10);
 
 /// Reads and discards a refused request's body (see [`DRAIN_MAX`]), then
 /// returns `err` for the caller to answer with. A client that sent
-/// `Expect: 100-continue` has not sent its body and gets the error at once
-/// (reading the body would invite it to).
+/// `Expect: 100-continue` over HTTP/1.1 has not sent its body and gets the
+/// error at once (reading the body would invite it to); an HTTP/1.0 one
+/// was never answered 100 and is sending its body already.
 pub(crate) async fn refuse_after_body<T>(
-    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
     body: Option<StreamingBlob>,
     declared: u64,
     err: s3s::S3Error,
 ) -> S3Result<T> {
-    let waits_for_continue = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let waits_for_continue = extensions.get::<crate::http::ContinueExpected>().is_some_and(|c| c.0);
     if let Some(mut body) = body.filter(|_| declared <= DRAIN_MAX && !waits_for_continue) {
         let drain = async { while let Ok(Some(_)) = body.try_next().await {} };
         let _ = tokio::time::timeout(DRAIN_FOR, drain).await;

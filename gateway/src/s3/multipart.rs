@@ -66,7 +66,7 @@ pub async fn upload_part(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
         );
-        return refuse_after_body(&req.headers, i.body, size, e).await;
+        return refuse_after_body(&req.extensions, i.body, size, e).await;
     }
     let check = body_check(
         f,

@@ -57,7 +57,7 @@ pub async fn put_object(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
         );
-        return refuse_after_body(&req.headers, i.body, size, e).await;
+        return refuse_after_body(&req.extensions, i.body, size, e).await;
     }
     let check = body_check(
         f,

@@ -52,6 +52,51 @@ fn assert_same_tree(want: &Path, got: &Path) {
     }
 }
 
+/// botocore's own steps of the `aws s3 sync` failure, on one pooled
+/// connection: an empty-body PUT (answered without `100 Continue`), then a
+/// part upload. botocore before 1.43.77 misparsed the part's response
+/// (urllib3 logs it) and silently sent the part again after a timeout.
+const BOTO3_EMPTY_THEN_PART: &str = r#"
+import io, logging, sys, boto3
+from botocore.config import Config
+# urllib3 logs a response it could not parse, then botocore retries it
+# unseen: the failure to catch.
+broken = []
+class Catch(logging.Handler):
+    def emit(self, record):
+        if "Failed to parse headers" in record.getMessage():
+            broken.append(record.getMessage())
+logging.getLogger("urllib3.connection").addHandler(Catch())
+# Checksums off: botocore would otherwise send the empty body aws-chunked,
+# which is not empty on the wire (the aws cli's sync sends it plain).
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3],
+                  config=Config(max_pool_connections=1, read_timeout=5,
+                                request_checksum_calculation="when_required"))
+s3.create_bucket(Bucket="expect")
+up = s3.create_multipart_upload(Bucket="expect", Key="big")["UploadId"]
+for n in range(1, 4):
+    s3.put_object(Bucket="expect", Key=f"empty-{n}", Body=io.BytesIO(b""))
+    r = s3.upload_part(Bucket="expect", Key="big", UploadId=up, PartNumber=n,
+                       Body=io.BytesIO(bytes([n]) * (5 << 20)))
+    assert r.get("ETag"), f"part {n}: no ETag in {r}"
+assert not broken, f"responses the client could not parse: {broken}"
+print("boto3 expect ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_empty_upload_leaves_the_connection_usable() {
+    let test = "boto3_empty_upload_leaves_the_connection_usable";
+    if !tool_present("python3", &["-c", "import boto3"], test) {
+        return;
+    }
+    let t = TestGateway::start().await;
+    let ep = t.endpoint();
+    tokio::task::block_in_place(|| {
+        run_tool("python3", &["-c", BOTO3_EMPTY_THEN_PART, &ep, AK, SK], &[]);
+    });
+}
+
 fn aws(t: &TestGateway, args: &[&str]) -> String {
     let ep = t.endpoint();
     let mut all = vec!["--endpoint-url", ep.as_str()];

@@ -110,6 +110,39 @@ pub struct WrittenObject {
     pub size: u64,
 }
 
+/// What a scrub found of one shard ([`DataPath::check_chunk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardHealth {
+    /// Present and sound (deep: every block was read and passed).
+    Intact,
+    /// The node has no such shard: a wiped or replaced disk, a lost file.
+    Missing,
+    /// The node found it failing a checksum, or it has the wrong length.
+    Corrupt(String),
+    /// Its node could not be asked (believed down, unreachable): unknown.
+    Unchecked(String),
+}
+
+impl ShardHealth {
+    /// Whether the shard needs rebuilding (known lost, not merely unknown).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Self::Missing | Self::Corrupt(_))
+    }
+}
+
+/// What a scrub found of one chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkCheck {
+    /// Each shard's state, by shard index.
+    pub shards: Vec<ShardHealth>,
+    /// Deep checks of a chunk whose every shard was read intact: whether
+    /// parity matches data. `Some(false)` means a shard holds wrong bytes
+    /// under valid checksums (written wrong), which no CRC can catch.
+    pub consistent: Option<bool>,
+    /// Shard bytes the nodes sent.
+    pub bytes_read: u64,
+}
+
 /// The codec and chunk length of a layout, or why the layout is unusable
 /// (checked before any index into `nodes` or any shard offset is computed).
 fn check_layout(l: &ChunkLayout) -> Result<(Codec, usize), DataError> {
@@ -545,6 +578,81 @@ impl DataPath {
             }
         });
         Ok(futures::future::join_all(puts).await.into_iter().flatten().collect())
+    }
+
+    /// Checks every shard of chunk `l` on the node the layout names, for
+    /// scrub. Light (`deep = false`): a `Stat` per shard, so the node
+    /// checks presence, header, block table and length and no data moves;
+    /// it finds wiped disks and lost or truncated files. Deep: every shard
+    /// is read whole (the node checks each block's CRC-32C as it sends) and,
+    /// when all `k + m` are intact, [`Codec::verify`] checks that parity
+    /// matches data across the stripe. Shards on nodes believed down are
+    /// not asked. Holds one chunk's shards at most.
+    pub async fn check_chunk(&self, l: &ChunkLayout, deep: bool) -> Result<ChunkCheck, DataError> {
+        let (codec, len) = check_layout(l)?;
+        if len == 0 {
+            let shards = vec![ShardHealth::Intact; l.nodes.len()];
+            return Ok(ChunkCheck { shards, consistent: deep.then_some(true), bytes_read: 0 });
+        }
+        let checks = (0..l.nodes.len()).map(|i| self.check_shard(l, i, deep));
+        let (shards, bytes): (Vec<ShardHealth>, Vec<Option<Bytes>>) =
+            futures::future::join_all(checks).await.into_iter().unzip();
+        let bytes_read = bytes.iter().flatten().map(|b| b.len() as u64).sum();
+        let consistent = match bytes.into_iter().collect::<Option<Vec<Bytes>>>() {
+            Some(all) if deep => Some(
+                tokio::task::spawn_blocking(move || codec.verify(&all))
+                    .await
+                    .map_err(|e| DataError::BadLayout(format!("verify task: {e}")))??,
+            ),
+            _ => None,
+        };
+        Ok(ChunkCheck { shards, consistent, bytes_read })
+    }
+
+    /// One shard's state, with its bytes when `deep` read them intact.
+    async fn check_shard(
+        &self,
+        l: &ChunkLayout,
+        index: usize,
+        deep: bool,
+    ) -> (ShardHealth, Option<Bytes>) {
+        let node = l.nodes[index];
+        if self.health.is_down(node) {
+            return (ShardHealth::Unchecked(format!("node {node} is believed down")), None);
+        }
+        let Ok(addr) = self.addr(node) else {
+            return (ShardHealth::Unchecked(format!("no address for node {node}")), None);
+        };
+        let shard = ShardId { object: l.object, chunk: l.chunk, index: index as u8 };
+        let t = std::time::Instant::now();
+        let got = if deep {
+            self.client
+                .get(addr, shard, 0, Some(l.shard_len))
+                .await
+                .map(|b| (b.len() as u64, Some(b)))
+        } else {
+            self.client.stat(addr, shard).await.map(|info| (info.len, None))
+        };
+        let op = if deep { "get" } else { "stat" };
+        self.observer.shard_op(node, op, t.elapsed().as_secs_f64(), got.is_ok());
+        match got {
+            Ok((n, _)) if n != l.shard_len => {
+                let reason = format!("{n} bytes, the layout says {}", l.shard_len);
+                self.observer.corrupt_shard(node, shard, &reason);
+                (ShardHealth::Corrupt(reason), None)
+            }
+            Ok((_, b)) => (ShardHealth::Intact, b),
+            Err(ShardError::NotFound { .. }) => (ShardHealth::Missing, None),
+            Err(ShardError::Corrupt { reason, .. }) => {
+                tracing::warn!(%shard, node, %reason, "scrub found a corrupt shard");
+                self.observer.corrupt_shard(node, shard, &reason);
+                (ShardHealth::Corrupt(reason), None)
+            }
+            Err(e) => {
+                self.note(node, &e);
+                (ShardHealth::Unchecked(e.to_string()), None)
+            }
+        }
     }
 
     /// Deletes every shard of `layouts`, in parallel, best effort. A shard

@@ -239,10 +239,30 @@ pub struct DistributedStorageConfig {
     /// still runs a pass). Default 60.
     #[serde(default = "default_repair_interval_secs")]
     pub repair_interval_secs: u64,
+    /// Seconds between background deep scrub passes: every shard of every
+    /// object is read, its checksums and its stripe's parity verified, and
+    /// lost or corrupt shards rebuilt. 0 turns it off (`POST
+    /// /admin/v1/scrub` still runs a pass). Each gateway runs its own.
+    /// Default 604800 (a week, as Ceph's deep scrub).
+    #[serde(default = "default_scrub_interval_secs")]
+    pub scrub_interval_secs: u64,
+    /// Shard bytes per second a scrub pass may read from the nodes (deep)
+    /// or account for (light), so it stays out of clients' way. 0: no
+    /// limit. Default 33554432 (32 MiB/s).
+    #[serde(default = "default_scrub_bytes_per_sec")]
+    pub scrub_bytes_per_sec: u64,
 }
 
 fn default_repair_interval_secs() -> u64 {
     60
+}
+
+fn default_scrub_interval_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+fn default_scrub_bytes_per_sec() -> u64 {
+    32 << 20
 }
 
 fn default_quic_bind() -> SocketAddr {
@@ -278,6 +298,8 @@ impl DistributedStorageConfig {
             inline_max_size: default_inline_max_size(),
             chunks_in_flight: default_chunks_in_flight(),
             repair_interval_secs: default_repair_interval_secs(),
+            scrub_interval_secs: default_scrub_interval_secs(),
+            scrub_bytes_per_sec: default_scrub_bytes_per_sec(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/buckets/{name}", get(bucket))
         .route("/admin/v1/cluster", get(cluster))
         .route("/admin/v1/repair", post(repair).get(last_repair))
+        .route("/admin/v1/scrub", post(scrub).get(scrub_status))
         .with_state(state)
 }
 
@@ -147,4 +148,55 @@ async fn last_repair(State(s): State<AdminState>, headers: HeaderMap) -> Respons
         return r;
     }
     Json(serde_json::json!({ "last": s.backend.last_repair().await })).into_response()
+}
+
+/// `POST /admin/v1/scrub` parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubParams {
+    /// `false`: a light pass (`Stat` per shard). Default deep.
+    pub deep: Option<bool>,
+    /// `true`: answer with the report once the pass is done. Default: 202
+    /// once started.
+    pub wait: Option<bool>,
+}
+
+/// `POST /admin/v1/scrub[?deep=false][&wait=true]`: checks every shard of
+/// every object now and rebuilds those found lost. 202 once started, or
+/// the [`ScrubReport`](crate::backend::ScrubReport) with `wait=true`; 409
+/// while another pass runs (unless waiting, which queues behind it).
+async fn scrub(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    params: Result<Query<ScrubParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    let Ok(Query(p)) = params else {
+        return error(StatusCode::BAD_REQUEST, "parameters: deep=true|false, wait=true|false");
+    };
+    let (deep, wait) = (p.deep.unwrap_or(true), p.wait.unwrap_or(false));
+    if !wait && s.backend.scrub_status().await.running {
+        return error(StatusCode::CONFLICT, "a scrub pass is running");
+    }
+    match s.backend.scrub(deep, wait).await {
+        Ok(Some(report)) => Json(report).into_response(),
+        Ok(None) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "started": true, "deep": deep })))
+                .into_response()
+        }
+        Err(e @ BackendError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `GET /admin/v1/scrub`: `{"running": bool, "last": …}`.
+async fn scrub_status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    Json(s.backend.scrub_status().await).into_response()
 }

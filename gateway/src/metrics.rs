@@ -47,6 +47,16 @@ pub struct Metrics {
     pub quorum_failures: Counter,
     /// Shards rebuilt by repair and committed.
     pub repaired_shards: Counter,
+    /// Objects scrub looked at.
+    pub scrub_objects: Counter,
+    /// Shards scrub found lost: missing or corrupt (before rebuilding).
+    pub scrub_bad_shards: Counter,
+    /// Chunks whose parity did not match their data (deep scrub).
+    pub scrub_inconsistent_chunks: Counter,
+    /// Shards scrub rebuilt and stored.
+    pub scrub_rebuilt_shards: Counter,
+    /// When the last complete scrub pass ended (Unix seconds; 0: none).
+    pub scrub_last_pass: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +95,11 @@ impl Metrics {
         let reconstructions = Counter::default();
         let quorum_failures = Counter::default();
         let repaired_shards = Counter::default();
+        let scrub_objects = Counter::default();
+        let scrub_bad_shards = Counter::default();
+        let scrub_inconsistent_chunks = Counter::default();
+        let scrub_rebuilt_shards = Counter::default();
+        let scrub_last_pass = Gauge::default();
         registry.register(
             "shard_duration_seconds",
             "Shard puts and gets by node and outcome (distributed mode)",
@@ -110,6 +125,27 @@ impl Metrics {
             "Shards that writes could not store, rebuilt once their node was back",
             repaired_shards.clone(),
         );
+        registry.register("scrub_objects", "Objects scrub checked", scrub_objects.clone());
+        registry.register(
+            "scrub_bad_shards",
+            "Shards scrub found missing or corrupt",
+            scrub_bad_shards.clone(),
+        );
+        registry.register(
+            "scrub_inconsistent_chunks",
+            "Chunks whose parity did not match their data (deep scrub)",
+            scrub_inconsistent_chunks.clone(),
+        );
+        registry.register(
+            "scrub_rebuilt_shards",
+            "Shards scrub rebuilt onto their node",
+            scrub_rebuilt_shards.clone(),
+        );
+        registry.register(
+            "scrub_last_pass_timestamp_seconds",
+            "When the last complete scrub pass ended (Unix time)",
+            scrub_last_pass.clone(),
+        );
         Self {
             registry,
             requests,
@@ -123,6 +159,11 @@ impl Metrics {
             reconstructions,
             quorum_failures,
             repaired_shards,
+            scrub_objects,
+            scrub_bad_shards,
+            scrub_inconsistent_chunks,
+            scrub_rebuilt_shards,
+            scrub_last_pass,
         }
     }
 

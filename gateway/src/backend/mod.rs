@@ -147,6 +147,54 @@ pub struct RepairReport {
     pub finished_ms: u64,
 }
 
+/// What one scrub pass found and did (`POST /admin/v1/scrub`). A backend
+/// without redundancy reports zeros (fs mode checks every full read).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScrubReport {
+    /// Deep (every shard read, parity verified) or light (`Stat` only).
+    pub deep: bool,
+    /// Objects looked at.
+    pub objects: u64,
+    /// Chunks checked.
+    pub chunks: u64,
+    /// Shards checked.
+    pub shards: u64,
+    /// Shards their node does not have (a wiped disk, a lost file).
+    pub missing: u64,
+    /// Shards failing their checksums or of the wrong length.
+    pub corrupt: u64,
+    /// Chunks whose parity does not match their data though every shard
+    /// passed its checksums (deep only). Reported, not rewritten: which
+    /// shard is wrong cannot be told from parity alone.
+    pub inconsistent: u64,
+    /// Shards rebuilt and stored on the node the layout names.
+    pub rebuilt: u64,
+    /// Lost shards not rebuilt (their node refused, or the chunk could not
+    /// be read), plus shards on nodes that could not be asked.
+    pub left: u64,
+    /// Chunks with fewer than k readable shards: data lost.
+    pub unreadable: u64,
+    /// Objects with a chunk below full redundancy after the pass.
+    pub below_full: u64,
+    /// The fewest further shard losses any checked chunk survives after
+    /// the pass (m when every chunk is whole; null when nothing was checked).
+    pub survives: Option<u64>,
+    /// Shard bytes the nodes sent (deep).
+    pub bytes: u64,
+    /// When the pass started and ended, ms since the Unix epoch.
+    pub started_ms: u64,
+    pub finished_ms: u64,
+}
+
+/// `GET /admin/v1/scrub`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScrubStatus {
+    /// A pass is under way.
+    pub running: bool,
+    /// The last pass this gateway finished (null before the first).
+    pub last: Option<ScrubReport>,
+}
+
 /// The storage behind a backend, for the admin API and the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterView {
@@ -529,6 +577,19 @@ pub trait Backend: Send + Sync + 'static {
     /// The last repair pass this gateway ran (background or requested).
     async fn last_repair(&self) -> Option<RepairReport> {
         None
+    }
+    /// Starts a pass that checks every shard of every object against its
+    /// checksums (and, `deep`, its stripe's parity) and rebuilds those
+    /// found lost, whatever lost them. With `wait`, answers its report once
+    /// done; else None once started (the pass goes on in the background).
+    /// Nothing to do without redundancy.
+    async fn scrub(&self, deep: bool, wait: bool) -> Result<Option<ScrubReport>> {
+        let _ = wait;
+        Ok(Some(ScrubReport { deep, ..ScrubReport::default() }))
+    }
+    /// Whether a scrub pass runs and what the last one did.
+    async fn scrub_status(&self) -> ScrubStatus {
+        ScrubStatus::default()
     }
     /// Flushes and releases resources; called once at shutdown.
     async fn close(&self) -> Result<()>;

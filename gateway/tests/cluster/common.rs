@@ -230,3 +230,43 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Bearer token of the gateways tests start with an admin API.
+pub const ADMIN_TOKEN: &str = "cluster-test-token";
+
+/// An admin API call on `gw` (token [`ADMIN_TOKEN`]); expects 200 and
+/// returns the JSON.
+pub async fn admin(
+    gw: &predastore_gateway::server::Gateway,
+    method: reqwest::Method,
+    path: &str,
+) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .request(method, format!("http://{}/admin/v1/{path}", gw.admin_addr()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+/// The `/metrics` text of `gw`.
+pub async fn gw_metrics(gw: &predastore_gateway::server::Gateway) -> String {
+    let addr = gw.admin_addr();
+    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -22,7 +22,7 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     // Flip a byte in the data of every data shard 0 of the object.
     let mut flipped = 0;
     for id in t.c.node_ids() {
-        for f in walk(&t.c.layout().node_data(id).join("shards")) {
+        for f in files_under(&t.c.layout().node_data(id).join("shards")) {
             let name = f.file_name().unwrap().to_string_lossy().to_string();
             if name.ends_with("-00") {
                 let mut b = std::fs::read(&f).unwrap();
@@ -48,7 +48,7 @@ async fn flipped_bytes_in_a_shard_are_detected_and_never_served() {
     let shards = || -> BTreeSet<std::path::PathBuf> {
         t.c.node_ids()
             .into_iter()
-            .flat_map(|id| walk(&t.c.layout().node_data(id).join("shards")))
+            .flat_map(|id| files_under(&t.c.layout().node_data(id).join("shards")))
             .collect()
     };
     let known = shards();
@@ -99,19 +99,6 @@ async fn ready_backend(
     })
     .await;
     (backend, inner)
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A body that trickles out over about `secs` seconds.

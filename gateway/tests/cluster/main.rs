@@ -7,4 +7,5 @@ mod common;
 mod faults;
 mod integrity;
 mod repair;
+mod scrub;
 mod survive;

@@ -9,18 +9,6 @@ use crate::common::*;
 
 const MIB: usize = 1 << 20;
 
-/// An admin API call with the test's token, as JSON.
-async fn admin(gw: &Gateway, method: reqwest::Method, path: &str) -> serde_json::Value {
-    let r = reqwest::Client::new()
-        .request(method, format!("http://{}/admin/v1/{path}", gw.admin_addr()))
-        .bearer_auth("repair-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 async fn repair_now(gw: &Gateway) -> serde_json::Value {
     admin(gw, reqwest::Method::POST, "repair").await
 }
@@ -39,7 +27,7 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     .await;
     let (gw, _) = t
         .extra_gateway(|config| {
-            config.admin_token = Some("repair-token".into());
+            config.admin_token = Some(ADMIN_TOKEN.into());
             config.storage.distributed.as_mut().unwrap().repair_interval_secs = 1;
         })
         .await;
@@ -95,9 +83,4 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     assert_eq!(&get(&s3, "heal", "tiny", None).await[..], b"inline");
     gw.shutdown().await;
     t.c.shutdown().await;
-}
-
-async fn gw_metrics(gw: &Gateway) -> String {
-    let addr = gw.admin_addr();
-    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
 }

@@ -266,6 +266,69 @@ async fn a_flipped_byte_in_a_shard_is_rebuilt_from_parity() {
 }
 
 #[tokio::test]
+async fn check_chunk_tells_lost_corrupt_and_wrong_but_checksummed_shards() {
+    use predastore_core::chunks::ShardHealth;
+    let mut c = Cluster::start(&[0, 1, 2], &[]).await;
+    let dp = data_path(&c);
+    let data = bytes(3 * C + 7, 12);
+    let w = write(&dp, 12, &data).await.unwrap();
+    for deep in [false, true] {
+        let ok = dp.check_chunk(&w.chunks[0], deep).await.unwrap();
+        assert_eq!(ok.shards, vec![ShardHealth::Intact; 3], "deep {deep}");
+        assert_eq!(ok.consistent, deep.then_some(true));
+    }
+    let client = c.pki.client();
+    let shard = |chunk: u32, index: u8| ShardId { object: 12, chunk, index };
+    let l0 = &w.chunks[0];
+    // Chunk 0: shard 2's data flipped on disk. Only a read finds it.
+    let path = c.nodes[&l0.nodes[2]].shard_file(&shard(0, 2));
+    let clean = std::fs::read(&path).unwrap();
+    let mut raw = clean.clone();
+    raw[64 + 10] ^= 1;
+    std::fs::write(&path, &raw).unwrap();
+    let light = dp.check_chunk(l0, false).await.unwrap();
+    assert_eq!(light.shards, vec![ShardHealth::Intact; 3], "Stat does not read the data");
+    let deep = dp.check_chunk(l0, true).await.unwrap();
+    assert_eq!(deep.shards[..2], [ShardHealth::Intact, ShardHealth::Intact]);
+    assert!(matches!(deep.shards[2], ShardHealth::Corrupt(_)), "{:?}", deep.shards);
+    assert_eq!(deep.consistent, None, "not every shard could be read");
+    assert_eq!(dp.repair_chunk(l0, &[2]).await.unwrap(), vec![2]);
+    assert_eq!(std::fs::read(&path).unwrap(), clean, "rebuilt byte for byte");
+    assert_eq!(dp.check_chunk(l0, true).await.unwrap().consistent, Some(true));
+    // Chunk 2: shard 1 deleted; a Stat finds it.
+    let l2 = &w.chunks[2];
+    client.delete(&c.addr(l2.nodes[1]), shard(2, 1)).await.unwrap();
+    let light = dp.check_chunk(l2, false).await.unwrap();
+    assert_eq!(light.shards[1], ShardHealth::Missing);
+    assert!(light.shards[1].is_lost());
+    assert_eq!(dp.repair_chunk(l2, &[1]).await.unwrap(), vec![1]);
+    assert_eq!(dp.check_chunk(l2, false).await.unwrap().shards, vec![ShardHealth::Intact; 3]);
+
+    // Chunk 1: wrong bytes stored under valid checksums (a bad writer).
+    // Every CRC passes; only parity tells.
+    let l1 = &w.chunks[1];
+    let wrong = Bytes::from(vec![7u8; l1.shard_len as usize]);
+    client.put_bytes(&c.addr(l1.nodes[0]), shard(1, 0), wrong).await.unwrap();
+    let deep = dp.check_chunk(l1, true).await.unwrap();
+    assert_eq!(deep.shards, vec![ShardHealth::Intact; 3]);
+    assert_eq!(deep.consistent, Some(false));
+
+    // A node down is unknown, not lost.
+    c.kill(2).await;
+    let l2 = &w.chunks[2];
+    let down = dp.check_chunk(l2, false).await.unwrap();
+    assert!(
+        matches!(
+            down.shards[l2.nodes.iter().position(|&n| n == 2).unwrap()],
+            ShardHealth::Unchecked(_)
+        ),
+        "{:?}",
+        down.shards
+    );
+    assert!(down.shards.iter().all(|h| !h.is_lost()));
+}
+
+#[tokio::test]
 async fn memory_is_bounded_while_a_node_stalls_and_a_failed_body_leaves_nothing() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let c = Cluster::start(&[0, 1, 2], &[]).await;

@@ -20,6 +20,8 @@ pub mod body;
 pub mod collector;
 pub mod record;
 pub mod repair;
+pub mod scrub;
+pub mod walk;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +95,17 @@ pub struct Inner {
     repair_lock: tokio::sync::Mutex<()>,
     /// What the last finished pass did (`GET /admin/v1/repair`).
     last_repair: Mutex<Option<RepairReport>>,
+    /// A light scrub pass could find lost shards: a node this gateway saw
+    /// down answers again, and may have come back empty.
+    scrub_wanted: AtomicBool,
+    /// One scrub pass at a time (background or admin).
+    scrub_lock: tokio::sync::Mutex<()>,
+    /// A scrub pass is under way.
+    scrub_running: AtomicBool,
+    /// What the last finished scrub pass did (`GET /admin/v1/scrub`).
+    last_scrub: Mutex<Option<ScrubReport>>,
+    /// Shard bytes per second a scrub pass may read.
+    scrub_rate: u64,
 }
 
 /// The backend registered as `storage.type = "distributed"`.
@@ -170,6 +183,11 @@ impl DistributedBackend {
             repair_wanted: AtomicBool::new(true),
             repair_lock: tokio::sync::Mutex::new(()),
             last_repair: Mutex::new(None),
+            scrub_wanted: AtomicBool::new(false),
+            scrub_lock: tokio::sync::Mutex::new(()),
+            scrub_running: AtomicBool::new(false),
+            last_scrub: Mutex::new(None),
+            scrub_rate: d.scrub_bytes_per_sec,
         });
         let tasks = vec![
             tokio::spawn(probe_loop(Arc::clone(&inner))),
@@ -177,6 +195,11 @@ impl DistributedBackend {
             tokio::spawn(repair::run(
                 Arc::clone(&inner),
                 Duration::from_secs(d.repair_interval_secs),
+            )),
+            tokio::spawn(scrub::run(
+                Arc::clone(&inner),
+                Duration::from_secs(d.scrub_interval_secs),
+                d.scrub_bytes_per_sec,
             )),
         ];
         Ok(Self { inner, tasks: Mutex::new(tasks) })
@@ -225,7 +248,9 @@ async fn probe_loop(inner: Arc<Inner>) {
         inner.data.probe_down_nodes(Duration::from_millis(800)).await;
         if down.iter().any(|n| !inner.data.health().is_down(*n)) {
             // Writes while it was away left shards missing; rebuild them.
+            // It may also have come back without its data: check.
             inner.repair_wanted.store(true, Ordering::Release);
+            inner.scrub_wanted.store(true, Ordering::Release);
         }
         tokio::time::sleep(PROBE_EVERY).await;
     }
@@ -1129,6 +1154,27 @@ impl Backend for DistributedBackend {
 
     async fn last_repair(&self) -> Option<RepairReport> {
         *self.inner.last_repair.lock().expect("repair report lock")
+    }
+
+    async fn scrub(&self, deep: bool, wait: bool) -> Result<Option<ScrubReport>> {
+        let inner = Arc::clone(&self.inner);
+        let opts = scrub::ScrubOptions { deep, bytes_per_sec: inner.scrub_rate };
+        // A task of its own: a client that hangs up does not stop the pass.
+        let task = tokio::spawn(async move { scrub::pass(&inner, opts).await });
+        if !wait {
+            return Ok(None);
+        }
+        match task.await {
+            Ok(r) => r.map(Some).map_err(meta_err),
+            Err(e) => Err(BackendError::Internal(format!("scrub task: {e}"))),
+        }
+    }
+
+    async fn scrub_status(&self) -> ScrubStatus {
+        ScrubStatus {
+            running: self.inner.scrub_running.load(Ordering::Acquire),
+            last: *self.inner.last_scrub.lock().expect("scrub report lock"),
+        }
     }
 
     async fn close(&self) -> Result<()> {

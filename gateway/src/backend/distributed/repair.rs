@@ -32,12 +32,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use predastore_core::meta::Precondition;
-use predastore_core::meta::{ChunkLayout, MetaError, ObjectRecord, Query, Reply};
+use predastore_core::meta::{ChunkLayout, MetaError, ObjectRecord};
 use predastore_core::meta_client::new_request_id;
 use predastore_core::shard::ShardId;
 
 use super::Inner;
 use super::record;
+use super::walk::RecordWalk;
 use crate::backend::RepairReport;
 
 /// Parses one `missing` entry (`<shard id>@<node>`).
@@ -107,50 +108,34 @@ pub async fn run(inner: Arc<Inner>, every: Duration) {
 pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
     let _one_at_a_time = inner.repair_lock.lock().await;
     let mut report = RepairReport::default();
-    let Reply::Buckets(buckets) = inner.meta.read(Query::ListBuckets).await? else {
-        return Err(MetaError::Invalid("unexpected reply to ListBuckets".into()));
-    };
-    for b in buckets {
-        let mut continuation = None;
-        loop {
-            let page = inner.meta.list(super::whole_bucket(&b.name, continuation)).await?;
-            for o in &page.objects {
-                report.objects += 1;
-                let rec = match inner.meta.get_object(&b.name, &o.key).await {
-                    Ok(r) => r,
-                    Err(MetaError::NoSuchKey { .. }) => continue,
-                    Err(e @ (MetaError::NotLeader { .. } | MetaError::NoQuorum(_))) => {
-                        return Err(e);
-                    }
-                    Err(e @ MetaError::Unavailable(_)) => return Err(e),
-                    Err(e) => {
-                        // One unreadable record must not stop the rest.
-                        tracing::warn!(bucket = %b.name, key = %o.key, error = %e,
-                            "object record unreadable; not repaired");
-                        report.left += 1;
-                        continue;
-                    }
-                };
-                if record::missing_of(&rec).is_empty() {
-                    continue;
-                }
-                report.degraded += 1;
-                match object(inner, &b.name, &o.key, rec).await {
-                    Ok(0) => report.left += 1,
-                    Ok(n) => {
-                        report.repaired += 1;
-                        report.shards += n;
-                    }
-                    Err(e) => {
-                        tracing::warn!(bucket = %b.name, key = %o.key, error = %e,
-                            "repairing an object failed");
-                        report.left += 1;
-                    }
-                }
+    let mut walk = RecordWalk::start(inner).await?;
+    while let Some(o) = walk.next().await? {
+        report.objects += 1;
+        let rec = match o.record {
+            Ok(r) => r,
+            Err(MetaError::NoSuchKey { .. }) => continue,
+            Err(e) => {
+                // One unreadable record must not stop the rest.
+                tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
+                    "object record unreadable; not repaired");
+                report.left += 1;
+                continue;
             }
-            continuation = page.next_continuation;
-            if continuation.is_none() {
-                break;
+        };
+        if record::missing_of(&rec).is_empty() {
+            continue;
+        }
+        report.degraded += 1;
+        match object(inner, &o.bucket, &o.key, rec).await {
+            Ok(0) => report.left += 1,
+            Ok(n) => {
+                report.repaired += 1;
+                report.shards += n;
+            }
+            Err(e) => {
+                tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
+                    "repairing an object failed");
+                report.left += 1;
             }
         }
     }
@@ -165,7 +150,7 @@ pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
 /// the chunk, so a shard written within this time of a read that showed
 /// its chunk referenced is either still referenced or deleted with it:
 /// a repair never leaks a shard, and needs no intent.
-const FRESH_FOR: Duration = Duration::from_secs(60);
+pub(super) const FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// Repairs what it can of one object; the number of shards stored and
 /// committed (0: nothing changed).

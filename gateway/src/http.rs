@@ -90,6 +90,14 @@ async fn answer(mut req: Request, next: Next) -> Response {
         set_id(&mut r, &id);
         return r;
     }
+    if let Some(r) = unkept_promise(&req, &id) {
+        m.observe("Unknown", 501, started.elapsed().as_secs_f64());
+        return r;
+    }
+    if let Some(r) = signature_v2(&req, &id) {
+        m.observe("Unknown", 400, started.elapsed().as_secs_f64());
+        return r;
+    }
     if let Some(r) = malformed_presigned_signature(&req, &id) {
         m.observe("Unknown", 403, started.elapsed().as_secs_f64());
         return r;
@@ -146,6 +154,66 @@ fn waits_for_continue(req: &Request) -> bool {
 /// connection costs little; a poisoned one fails an upload.
 fn answered_in_interim_slot(waits_for_continue: bool, body_empty: bool, body_read: bool) -> bool {
     waits_for_continue && (body_empty || !body_read)
+}
+
+/// Request headers that ask for a guarantee this store does not give:
+/// server-side encryption (SSE-S3, SSE-KMS, SSE-C, also for a copy source)
+/// and object lock. Accepting them would store in clear what the client
+/// believes encrypted, or let a "locked" object be deleted; they are
+/// refused with 501 NotImplemented, naming the header.
+fn unkept_promise(req: &Request, id: &str) -> Option<Response> {
+    let h = req.headers();
+    let on = |name: &str, yes: &str| {
+        h.get(name).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(yes.as_bytes()))
+    };
+    let named = h.keys().map(|k| k.as_str()).find(|k| {
+        k.starts_with("x-amz-server-side-encryption")
+            || k.starts_with("x-amz-copy-source-server-side-encryption")
+            || *k == "x-amz-object-lock-mode"
+            || *k == "x-amz-object-lock-retain-until-date"
+    });
+    let named = named.map(str::to_string).or_else(|| {
+        [("x-amz-object-lock-legal-hold", "ON"), ("x-amz-bucket-object-lock-enabled", "true")]
+            .into_iter()
+            .find(|(n, yes)| on(n, yes))
+            .map(|(n, _)| n.to_string())
+    })?;
+    let mut r = xml_error(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        &format!(
+            "A header you provided implies functionality that is not implemented: {named} (this store keeps no encryption at rest and no object lock, and will not pretend to)."
+        ),
+        id,
+    );
+    set_id(&mut r, id);
+    Some(r)
+}
+
+/// Signature version 2 (`Authorization: AWS <key>:<signature>`, or a URL
+/// presigned with `AWSAccessKeyId` and `Signature`) is refused as AWS
+/// refuses it in every region opened since 2014: its header form carries
+/// no age limit, so a captured request replays forever, and s3s compares
+/// it in variable time. Clients sign with SigV4 (s3cmd: `signature_v2 =
+/// False`, its default).
+fn signature_v2(req: &Request, id: &str) -> Option<Response> {
+    let header =
+        req.headers().get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
+    let query = req.uri().query().is_some_and(|q| {
+        q.split('&').any(|kv| kv.starts_with("AWSAccessKeyId="))
+            && q.split('&').any(|kv| kv.starts_with("Signature="))
+    });
+    if !header && !query {
+        return None;
+    }
+    let mut r = xml_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+        "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+        id,
+    );
+    set_id(&mut r, id);
+    Some(r)
 }
 
 /// A presigned URL whose `X-Amz-Signature` is not 64 lowercase hex

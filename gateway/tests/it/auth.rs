@@ -248,3 +248,65 @@ async fn post_object_with_signed_policy() {
     let e = s3.head_object().bucket("pre").key("uploads/big").send().await.unwrap_err();
     assert_eq!(status(&e), 404);
 }
+
+/// HMAC-SHA1, for signing SigV2 requests by hand.
+fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
+    use s3s::crypto::{Checksum, Sha1};
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let pad = |x: u8| k.iter().map(|b| b ^ x).collect::<Vec<u8>>();
+    let mut inner = Sha1::new();
+    inner.update(&pad(0x36));
+    inner.update(msg);
+    let mut outer = Sha1::new();
+    outer.update(&pad(0x5c));
+    outer.update(&inner.finalize());
+    outer.finalize()
+}
+
+/// SigV2 is refused even when correctly signed: its header form has no
+/// age limit (a captured request replays forever). As AWS: 400
+/// InvalidRequest naming SigV4.
+#[tokio::test]
+async fn signature_v2_is_refused_even_when_valid() {
+    let t = TestGateway::start().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("sigv2").send().await.unwrap();
+    s3.put_object().bucket("sigv2").key("k").body(b"secret".to_vec().into()).send().await.unwrap();
+    let b64 = |sig: [u8; 20]| base64::engine::general_purpose::STANDARD.encode(sig);
+    let http = http_client();
+    let want = "<Code>InvalidRequest</Code>";
+    // Header form, signed right, with a Date from a year ago.
+    let date = "Mon, 01 Dec 2025 10:00:00 GMT";
+    let sig = b64(hmac_sha1(SK.as_bytes(), format!("GET\n\n\n{date}\n/sigv2/k").as_bytes()));
+    let r = http
+        .get(format!("{}/sigv2/k", t.endpoint()))
+        .header("date", date)
+        .header("authorization", format!("AWS {AK}:{sig}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains(want) && body.contains("AWS4-HMAC-SHA256"), "{body}");
+    // Presigned form, signed right and not expired.
+    let expires = (time::OffsetDateTime::now_utc().unix_timestamp() + 300).to_string();
+    let sig = b64(hmac_sha1(SK.as_bytes(), format!("GET\n\n\n{expires}\n/sigv2/k").as_bytes()));
+    let sig: String = url_escape(&sig);
+    let url =
+        format!("{}/sigv2/k?AWSAccessKeyId={AK}&Expires={expires}&Signature={sig}", t.endpoint());
+    let r = http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains(want));
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

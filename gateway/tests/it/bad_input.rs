@@ -205,3 +205,70 @@ async fn unsupported_operations_answer_501_in_xml() {
     assert_eq!(r.status(), 501);
     assert!(r.text().await.unwrap().contains("<Code>NotImplemented</Code>"));
 }
+
+/// Headers that ask for encryption at rest or object lock are refused,
+/// never ignored: a client must not believe its data encrypted under its
+/// key, or locked, when it is not. Nothing is stored.
+#[tokio::test]
+async fn promises_the_store_cannot_keep_are_refused() {
+    use base64::Engine as _;
+    let t = TestGateway::start().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("promise").send().await.unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let key = [7u8; 32];
+    let key_md5 = b64(&hex::decode(md5_hex(&key)).unwrap());
+    let body = || aws_sdk_s3::primitives::ByteStream::from(b"plain".to_vec());
+    let put = || s3.put_object().bucket("promise").key("k").body(body());
+    // (code, status, debug text) of a refused call.
+    macro_rules! refused {
+        ($call:expr) => {{
+            let e = $call.send().await.unwrap_err();
+            (code(&e), status(&e), format!("{e:?}"))
+        }};
+    }
+    use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ObjectLockMode, ServerSideEncryption};
+    let until = aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000);
+    let refused = [
+        refused!(
+            put()
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(b64(&key))
+                .sse_customer_key_md5(&key_md5)
+        ),
+        refused!(put().server_side_encryption(ServerSideEncryption::Aes256)),
+        refused!(put().server_side_encryption(ServerSideEncryption::AwsKms)),
+        refused!(
+            put().object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until)
+        ),
+        refused!(put().object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)),
+        refused!(
+            s3.create_multipart_upload()
+                .bucket("promise")
+                .key("k")
+                .server_side_encryption(ServerSideEncryption::Aes256)
+        ),
+        refused!(s3.create_bucket().bucket("locked-bucket").object_lock_enabled_for_bucket(true)),
+    ];
+    for (i, (code, status, text)) in refused.iter().enumerate() {
+        assert_eq!((code.as_str(), *status), ("NotImplemented", 501), "case {i}: {text}");
+        assert!(text.contains("x-amz-"), "case {i} names the header: {text}");
+    }
+    let e = s3.head_object().bucket("promise").key("k").send().await.unwrap_err();
+    assert_eq!(status(&e), 404, "nothing was stored");
+    assert!(s3.head_bucket().bucket("locked-bucket").send().await.is_err());
+    // An object stored in clear is not served to a reader who presents a
+    // customer key either (it would believe the bytes were decrypted).
+    put().send().await.unwrap();
+    let e = s3
+        .get_object()
+        .bucket("promise")
+        .key("k")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&key))
+        .sse_customer_key_md5(&key_md5)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 501);
+}

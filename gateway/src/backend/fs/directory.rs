@@ -4,9 +4,16 @@
 //!
 //! A key maps to `<root>/<key>` only when it is a clean relative path: no
 //! empty, `.` or `..` segments, no leading or trailing `/`, nothing under
-//! `.predastore/`, and it may not go through a symlink that leaves the
-//! directory. Such keys (valid in managed buckets) are refused with a clear
-//! error instead. A file and a directory cannot share a name, so `a` and
+//! `.predastore/`. Such keys (valid in managed buckets) are refused with a
+//! clear error instead.
+//!
+//! Symbolic links are never followed. Every path is opened a component at
+//! a time from the bucket root with `O_NOFOLLOW` (`openat`, `mkdirat`,
+//! `renameat`, `unlinkat` on the opened directories), so a link placed in
+//! the directory, or swapped in while a request runs, cannot lead a read,
+//! write or delete outside it. A link is not an object: GET and HEAD
+//! answer NoSuchKey, LIST skips it (so `a -> .` cannot loop), DELETE
+//! leaves it, and a PUT through one is refused. A file and a directory cannot share a name, so `a` and
 //! `a/b` cannot both be objects here either. Files placed by other means
 //! have no sidecar: their ETag is derived from size and mtime and their
 //! content type from the extension, until they are rewritten through S3.
@@ -14,8 +21,12 @@
 use std::fs;
 use std::io;
 use std::ops::Bound;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use s3s::crypto::Checksum as _;
 use time::OffsetDateTime;
@@ -116,13 +127,8 @@ fn fingerprint(md: &fs::Metadata) -> String {
 /// file, otherwise one derived from the file itself.
 pub(super) fn load(root: &Path, meta: &Path, key: &str) -> Result<Option<ObjectRecord>> {
     let Ok(path) = key_path(root, key) else { return Ok(None) };
-    let md = match fs::metadata(&path) {
-        Ok(md) if md.is_file() => md,
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(20) => return Ok(None), // ENOTDIR
-        Err(e) => return Err(e.into()),
-    };
+    let Some(file) = open_file(root, key)? else { return Ok(None) };
+    let md = file.metadata()?;
     let fp = fingerprint(&md);
     if let Some(rec) = read_record::<ObjectRecord>(&sidecar_path(meta, key))?
         && rec.data == fp
@@ -156,13 +162,6 @@ pub(super) async fn still_current(file: &tokio::fs::File, rec: &ObjectRecord) ->
     Ok(fingerprint(&file.metadata().await?) == rec.data)
 }
 
-fn is_conflict(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory
-    )
-}
-
 /// Renames `tmp` to the file of `key` and writes its sidecar.
 pub(super) fn commit(
     root: &Path,
@@ -172,40 +171,53 @@ pub(super) fn commit(
     info: ObjectInfo,
     crc32c: u32,
 ) -> Result<ObjectInfo> {
-    let path = key_path(root, key)?;
-    let parent = path.parent().expect("key path has a parent").to_path_buf();
+    key_path(root, key)?;
+    let (dirs, name) = split(key);
     let conflict = || {
         refuse(format!(
             "{key:?} conflicts with an existing object or folder of the same name in this directory bucket"
         ))
     };
+    let through_link =
+        || refuse(format!("{key:?} leads through a symbolic link in this directory bucket"));
     let mut attempt = 0;
-    loop {
+    let file = loop {
         attempt += 1;
-        if let Err(e) = fs::create_dir_all(&parent) {
-            return Err(if is_conflict(&e) { conflict() } else { e.into() });
+        let fds = match open_dirs(root, &dirs, true) {
+            Ok(fds) => fds,
+            Err(Errno::LOOP) => return Err(through_link()),
+            Err(Errno::NOTDIR | Errno::EXIST) => return Err(conflict()),
+            Err(e) => return Err(io::Error::from(e).into()),
+        };
+        let parent = fds.last().expect("the root at least");
+        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => return Err(conflict()),
+                FileType::Symlink => return Err(through_link()),
+                _ => {}
+            },
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(io::Error::from(e).into()),
         }
-        if !parent.canonicalize()?.starts_with(root) {
-            return Err(refuse(format!(
-                "{key:?} leads out of the bucket directory through a symlink"
-            )));
-        }
-        if path.is_dir() {
-            return Err(conflict());
-        }
-        match fs::rename(tmp.path(), &path) {
-            Ok(()) => break,
+        match rustix::fs::renameat(rustix::fs::CWD, tmp.path(), parent, name) {
+            Ok(()) => {}
             // A concurrent delete removed the (then empty) parent: retry.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 4 => continue,
-            Err(e) if is_conflict(&e) => return Err(conflict()),
-            Err(e) => return Err(e.into()),
+            Err(Errno::NOENT) if attempt < 4 => continue,
+            Err(Errno::ISDIR | Errno::NOTDIR | Errno::EXIST | Errno::NOTEMPTY) => {
+                return Err(conflict());
+            }
+            Err(e) => return Err(io::Error::from(e).into()),
         }
-    }
-    tmp.disarm();
-    layout::sync_parent(&path)?;
+        tmp.disarm();
+        rustix::fs::fsync(parent).map_err(io::Error::from)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        break fs::File::from(
+            rustix::fs::openat(parent, name, flags, Mode::empty()).map_err(io::Error::from)?,
+        );
+    };
     let rec = ObjectRecord {
         v: FORMAT_VERSION,
-        data: fingerprint(&fs::metadata(&path)?),
+        data: fingerprint(&file.metadata()?),
         crc32c: Some(crc32c),
         info,
     };
@@ -213,20 +225,95 @@ pub(super) fn commit(
     Ok(rec.info)
 }
 
-/// Removes the file of `key`, its sidecar, and parent directories left empty.
+/// Removes the file of `key`, its sidecar, and parent directories left
+/// empty. A symbolic link of that name is not an object and stays.
 pub(super) fn delete(root: &Path, meta: &Path, key: &str) -> Result<()> {
-    let path = key_path(root, key)?;
-    remove_if_exists(&path)?;
-    layout::sync_parent(&path)?;
-    remove_if_exists(&sidecar_path(meta, key))?;
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d == root || fs::remove_dir(d).is_err() {
-            break;
+    key_path(root, key)?;
+    let (dirs, name) = split(key);
+    if let Ok(fds) = open_dirs(root, &dirs, false) {
+        let parent = fds.last().expect("the root at least");
+        let is_file = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if is_file {
+            match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(io::Error::from(e).into()),
+            }
+            rustix::fs::fsync(parent).map_err(io::Error::from)?;
         }
-        dir = d.parent();
+        // Directory `dirs[i]` lives in `fds[i]`; prune from the deepest.
+        for i in (0..dirs.len()).rev() {
+            if rustix::fs::unlinkat(&fds[i], dirs[i], AtFlags::REMOVEDIR).is_err() {
+                break;
+            }
+        }
     }
+    remove_if_exists(&sidecar_path(meta, key))?;
     Ok(())
+}
+
+/// A key's parent directory names and its file name.
+fn split(key: &str) -> (Vec<&str>, &str) {
+    let mut dirs: Vec<&str> = key.split('/').collect();
+    let name = dirs.pop().expect("split yields one item at least");
+    (dirs, name)
+}
+
+/// Opens the directories `dirs` below `root`, one at a time with
+/// `O_NOFOLLOW`, so no symbolic link (there now, or swapped in meanwhile)
+/// is followed; with `create`, missing ones are made. Returns the root's
+/// descriptor, then each directory's, in order. A link on the way fails
+/// with `ELOOP`, a file with `ENOTDIR`.
+fn open_dirs(root: &Path, dirs: &[&str], create: bool) -> std::result::Result<Vec<OwnedFd>, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fds = vec![rustix::fs::open(root, flags, Mode::empty())?];
+    for d in dirs {
+        let parent = fds.last().expect("the root at least");
+        let fd = match rustix::fs::openat(parent, *d, flags, Mode::empty()) {
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(parent, *d, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                rustix::fs::openat(parent, *d, flags, Mode::empty())?
+            }
+            // O_DIRECTORY answers ENOTDIR for a link as for a file.
+            Err(Errno::NOTDIR) if is_link(parent, d) => return Err(Errno::LOOP),
+            r => r?,
+        };
+        fds.push(fd);
+    }
+    Ok(fds)
+}
+
+/// Whether `name` in directory `dir` is a symbolic link (not followed).
+fn is_link(dir: &OwnedFd, name: &str) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+}
+
+/// Opens the file of `key` for reading without following any link; None
+/// when no regular file is there (absent, a folder, a link, a path through
+/// a link, a device or pipe).
+pub(super) fn open_file(root: &Path, key: &str) -> Result<Option<fs::File>> {
+    if key_path(root, key).is_err() {
+        return Ok(None);
+    }
+    let (dirs, name) = split(key);
+    let absent = |e: Errno| matches!(e, Errno::NOENT | Errno::NOTDIR | Errno::LOOP);
+    let fds = match open_dirs(root, &dirs, false) {
+        Ok(fds) => fds,
+        Err(e) if absent(e) => return Ok(None),
+        Err(e) => return Err(io::Error::from(e).into()),
+    };
+    // Non-blocking so that a pipe placed under the name cannot hang us.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = match rustix::fs::openat(fds.last().expect("root"), name, flags, Mode::empty()) {
+        Ok(fd) => fs::File::from(fd),
+        Err(e) if absent(e) => return Ok(None),
+        Err(e) => return Err(io::Error::from(e).into()),
+    };
+    Ok(file.metadata()?.is_file().then_some(file))
 }
 
 /// Lists a directory bucket by walking it in key order: entries of a
@@ -244,7 +331,7 @@ impl KeySource for Walk {
             Bound::Excluded(s) => Bound::Excluded(s.to_string()),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let top = read_sorted(&self.root, true);
+        let top = read_sorted(&self.root, "");
         Box::new(WalkIter { walk: self, from, stack: vec![(String::new(), top.into_iter())] })
     }
 }
@@ -255,19 +342,41 @@ struct WalkIter<'a> {
     stack: Vec<(String, std::vec::IntoIter<(String, bool)>)>,
 }
 
-/// Entries of `dir` as (name, is_dir), in key order; hidden bucket dir and
-/// non-UTF-8 names left out.
-fn read_sorted(dir: &Path, top: bool) -> Vec<(String, bool)> {
-    let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
-    let mut out: Vec<(String, bool)> = rd
+/// Deepest folder a listing descends into: a key of at most 1024 bytes
+/// has at most 512 segments.
+const MAX_DEPTH: usize = 512;
+
+/// Entries of folder `rel` (a key prefix ending in `/`, or empty for the
+/// root) as (name, is_dir), in key order. Only regular files and folders:
+/// links, pipes and devices, the hidden bucket dir and non-UTF-8 names are
+/// left out. The folder is opened without following links.
+fn read_sorted(root: &Path, rel: &str) -> Vec<(String, bool)> {
+    let dirs: Vec<&str> = rel.split('/').filter(|d| !d.is_empty()).collect();
+    if dirs.len() > MAX_DEPTH {
+        return Vec::new();
+    }
+    let Ok(fds) = open_dirs(root, &dirs, false) else { return Vec::new() };
+    let fd = fds.last().expect("the root at least");
+    let Ok(entries) = rustix::fs::Dir::read_from(fd) else { return Vec::new() };
+    let mut out: Vec<(String, bool)> = entries
         .flatten()
         .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            if top && name == DIR_BUCKET_META {
+            let name = e.file_name().to_str().ok()?.to_string();
+            if name == "." || name == ".." || (dirs.is_empty() && name == DIR_BUCKET_META) {
                 return None;
             }
-            let md = fs::metadata(e.path()).ok()?;
-            (md.is_dir() || md.is_file()).then_some((name, md.is_dir()))
+            let kind = match e.file_type() {
+                FileType::Unknown => {
+                    let st = rustix::fs::statat(fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW);
+                    FileType::from_raw_mode(st.ok()?.st_mode)
+                }
+                k => k,
+            };
+            match kind {
+                FileType::Directory => Some((name, true)),
+                FileType::RegularFile => Some((name, false)),
+                _ => None,
+            }
         })
         .collect();
     out.sort_by(|a, b| {
@@ -298,7 +407,7 @@ impl Iterator for WalkIter<'_> {
                     _ => false,
                 };
                 if !skip {
-                    let entries = read_sorted(&self.walk.root.join(&dir_key), false);
+                    let entries = read_sorted(&self.walk.root, &dir_key);
                     self.stack.push((dir_key, entries.into_iter()));
                 }
                 continue;

@@ -571,16 +571,22 @@ impl Backend for FsBackend {
             let Some(rec) = blocking(move || bb.load(&k)).await? else {
                 return Err(no_such_key(bucket, key));
             };
-            let path = match &b.store {
+            let mut file = match &b.store {
                 Store::Managed { objects, .. } => {
-                    layout::object_paths(objects, key).1.with_extension(&rec.data)
+                    let path = layout::object_paths(objects, key).1.with_extension(&rec.data);
+                    match tokio::fs::File::open(&path).await {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                Store::Directory { root } => directory::key_path(root, key)?,
-            };
-            let mut file = match tokio::fs::File::open(&path).await {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
+                Store::Directory { root } => {
+                    let (root, k) = (root.clone(), key.to_string());
+                    match blocking(move || directory::open_file(&root, &k)).await? {
+                        Some(f) => tokio::fs::File::from_std(f),
+                        None => continue,
+                    }
+                }
             };
             if let Store::Directory { .. } = &b.store
                 && !directory::still_current(&file, &rec).await?

@@ -78,7 +78,15 @@ async fn a_node_answering_garbage_is_routed_around() {
     s3.put_object().bucket("junk").key("tiny").body(b"x".to_vec().into()).send().await.unwrap();
     // The real node comes back and everything is there.
     fake.stop().await;
-    t.c.start_node(2).await.unwrap();
+    // Another process's ephemeral bind (tests run in parallel) may hold the
+    // freed port for a moment; the node then exits at once. Try again.
+    let mut tries = 0;
+    while let Err(e) = t.c.start_node(2).await {
+        tries += 1;
+        assert!(tries < 5, "node 2 does not start again: {e}");
+        eprintln!("node 2 did not start ({e}); retrying");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     assert!(get(&s3, "junk", "after", None).await == after);
     assert!(get(&s3, "junk", "before", None).await == before);
     t.c.shutdown().await;

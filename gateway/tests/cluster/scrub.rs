@@ -86,11 +86,9 @@ async fn a_wiped_node_is_refilled_by_scrub_and_then_survives_another_loss() {
     let clean = scrub(&gw, false).await;
     assert_eq!((n(&clean, "missing"), n(&clean, "below_full")), (0, 0), "{clean}");
 
-    // Node 1's shard disk is replaced by an empty one. (Its Raft state
-    // stays: a node whose Raft state is wiped does not yet rejoin safely,
-    // issue 11 item 5; see docs/healing.md.)
+    // Node 1 loses its whole data directory: shards and Raft state.
     t.c.stop_node(1).await.unwrap();
-    std::fs::remove_dir_all(t.c.layout().node_data(1).join("shards")).unwrap();
+    std::fs::remove_dir_all(t.c.layout().node_data(1)).unwrap();
     t.c.start_node(1).await.unwrap();
     assert!(shard_files(&t, 1).is_empty());
 
@@ -128,6 +126,13 @@ async fn a_wiped_node_is_refilled_by_scrub_and_then_survives_another_loss() {
     assert!(bad.iter().all(|f| n(&deep, f) == 0), "{deep}");
     assert!(n(&deep, "bytes") > 0, "{deep}");
 
+    // Node 1 holds the metadata again too: it replayed the leader's log.
+    let leader = t.c.leader_id().await.expect("a leader");
+    let target = t.c.status(leader).await.unwrap().last_log.expect("a log");
+    eventually("node 1 replays the Raft log", Duration::from_secs(60), || async {
+        t.c.status(1).await.and_then(|s| s.last_applied).is_some_and(|a| a >= target)
+    })
+    .await;
     // Node 2 dies: nodes 0 and 1 hold every chunk between them again.
     t.c.kill_node(2).await.unwrap();
     eventually("a Raft leader without node 2", Duration::from_secs(30), || {

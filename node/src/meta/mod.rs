@@ -393,15 +393,38 @@ impl MetaService {
     }
 }
 
+/// Most proposal bytes one log entry carries (one proposal alone may be
+/// larger): a follower catching up then always gets at least one entry
+/// within an AppendEntries of at most [`network::MAX_APPEND_BYTES`].
+const MAX_ENTRY_BYTES: usize = network::MAX_APPEND_BYTES / 2;
+
 async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A proposal that did not fit the last entry starts the next.
+    let mut carry: Option<Pending> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
         // Whatever queued while we waited for a slot rides in this entry.
+        let mut bytes = meta::encode(&first.proposal).len();
         let mut pending = vec![first];
         while pending.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => pending.push(p),
+                Ok(p) => {
+                    let n = meta::encode(&p.proposal).len();
+                    if bytes + n > MAX_ENTRY_BYTES {
+                        carry = Some(p);
+                        break;
+                    }
+                    bytes += n;
+                    pending.push(p);
+                }
                 Err(_) => break,
             }
         }

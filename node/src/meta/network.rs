@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use openraft::BasicNode;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -53,6 +54,23 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
+/// Most bytes one AppendEntries carries: well under the frame limit
+/// (`MAX_META_BODY`), and small enough to send and store within a
+/// heartbeat. A single entry always goes (the batcher keeps entries small).
+pub const MAX_APPEND_BYTES: usize = 8 << 20;
+
+/// How many of a batch of `entries` encoded in `bytes` to send instead,
+/// when it is over [`MAX_APPEND_BYTES`] (None: send it as it is). openraft
+/// shrinks its next batches to this hint (`PayloadTooLarge`), where
+/// refusing the batch any other way would retry it forever.
+pub fn entries_that_fit(entries: u64, bytes: usize) -> Option<u64> {
+    if entries <= 1 || bytes <= MAX_APPEND_BYTES {
+        return None;
+    }
+    let fit = (entries as u128 * MAX_APPEND_BYTES as u128 / bytes as u128) as u64;
+    Some(fit.clamp(1, entries - 1))
+}
+
 /// The RPC client of one peer.
 pub struct Peer {
     from: NodeId,
@@ -76,7 +94,20 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body = Bytes::from(meta::encode(req));
+        self.call_encoded(rpc, kind, Bytes::from(meta::encode(req)), ttl).await
+    }
+
+    async fn call_encoded<Resp, E>(
+        &self,
+        rpc: RaftRpc,
+        kind: RPCTypes,
+        body: Bytes,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let name = node_name(self.target);
         let timeout = || {
             RPCError::Timeout(Timeout {
@@ -123,7 +154,21 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(RaftRpc::AppendEntries, RPCTypes::AppendEntries, &rpc, option.hard_ttl()).await
+        let entries = rpc.entries.len() as u64;
+        let body = Bytes::from(meta::encode(&rpc));
+        if let Some(hint) = entries_that_fit(entries, body.len()) {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
+        }
+        let ttl = option.hard_ttl();
+        match self.call_encoded(RaftRpc::AppendEntries, RPCTypes::AppendEntries, body, ttl).await {
+            // A batch that cannot be sent and stored within openraft's
+            // deadline (one heartbeat) would time out on every retry: a
+            // follower far behind would never catch up. Halve it instead.
+            Err(RPCError::Timeout(_)) if entries > 1 => {
+                Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)))
+            }
+            r => r,
+        }
     }
 
     async fn install_snapshot(
@@ -141,5 +186,21 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         self.call(RaftRpc::Vote, RPCTypes::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_batches_shrink_and_one_entry_always_goes() {
+        let max = MAX_APPEND_BYTES;
+        assert_eq!(entries_that_fit(64, max), None, "at the limit: as it is");
+        assert_eq!(entries_that_fit(1, 10 * max), None, "one entry always goes");
+        assert_eq!(entries_that_fit(64, 2 * max), Some(32));
+        assert_eq!(entries_that_fit(64, 64 * max), Some(1));
+        assert_eq!(entries_that_fit(2, 1000 * max), Some(1));
+        assert_eq!(entries_that_fit(64, max + 1), Some(63), "always fewer than sent");
     }
 }

@@ -35,12 +35,15 @@ use crate::metrics;
 /// signatures and long keys in copy sources).
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
 
-/// Error body of AWS's shape for requests rejected before s3s sees them.
+/// Error response of AWS's shape (request id in the body and headers) for
+/// requests rejected before s3s sees them.
 fn xml_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
     );
-    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+    let mut r = (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response();
+    set_id(&mut r, request_id);
+    r
 }
 
 /// A fresh request id: 16 uppercase hex digits, like AWS's.
@@ -79,7 +82,7 @@ async fn answer(mut req: Request, next: Next) -> Response {
         req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if header_bytes > MAX_HEADER_BYTES {
         m.observe("Unknown", 400, started.elapsed().as_secs_f64());
-        let mut r = xml_error(
+        return xml_error(
             StatusCode::BAD_REQUEST,
             "RequestHeaderSectionTooLarge",
             &format!(
@@ -87,8 +90,6 @@ async fn answer(mut req: Request, next: Next) -> Response {
             ),
             &id,
         );
-        set_id(&mut r, &id);
-        return r;
     }
     if let Some(r) = unkept_promise(&req, &id) {
         m.observe("Unknown", 501, started.elapsed().as_secs_f64());
@@ -178,42 +179,33 @@ fn unkept_promise(req: &Request, id: &str) -> Option<Response> {
             .find(|(n, yes)| on(n, yes))
             .map(|(n, _)| n.to_string())
     })?;
-    let mut r = xml_error(
+    Some(xml_error(
         StatusCode::NOT_IMPLEMENTED,
         "NotImplemented",
         &format!(
             "A header you provided implies functionality that is not implemented: {named} (this store keeps no encryption at rest and no object lock, and will not pretend to)."
         ),
         id,
-    );
-    set_id(&mut r, id);
-    Some(r)
+    ))
 }
 
-/// Signature version 2 (`Authorization: AWS <key>:<signature>`, or a URL
-/// presigned with `AWSAccessKeyId` and `Signature`) is refused as AWS
-/// refuses it in every region opened since 2014: its header form carries
-/// no age limit, so a captured request replays forever, and s3s compares
-/// it in variable time. Clients sign with SigV4 (s3cmd: `signature_v2 =
-/// False`, its default).
+/// Signature version 2 in the `Authorization` header (`AWS <key>:<sig>`)
+/// is refused as AWS refuses it in every region opened since 2014: it
+/// carries no age limit, so a captured request would replay forever.
+/// URLs presigned with SigV2 (`AWSAccessKeyId`, `Expires`, `Signature`:
+/// what `aws s3 presign` and boto3 make by default) stay accepted; s3s
+/// refuses them once `Expires` has passed.
 fn signature_v2(req: &Request, id: &str) -> Option<Response> {
-    let header =
+    let header_v2 =
         req.headers().get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
-    let query = req.uri().query().is_some_and(|q| {
-        q.split('&').any(|kv| kv.starts_with("AWSAccessKeyId="))
-            && q.split('&').any(|kv| kv.starts_with("Signature="))
-    });
-    if !header && !query {
-        return None;
-    }
-    let mut r = xml_error(
-        StatusCode::BAD_REQUEST,
-        "InvalidRequest",
-        "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
-        id,
-    );
-    set_id(&mut r, id);
-    Some(r)
+    header_v2.then(|| {
+        xml_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+            id,
+        )
+    })
 }
 
 /// A presigned URL whose `X-Amz-Signature` is not 64 lowercase hex
@@ -232,14 +224,12 @@ fn malformed_presigned_signature(req: &Request, id: &str) -> Option<Response> {
     if signature.len() == 64 && signature.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
-    let mut r = xml_error(
+    Some(xml_error(
         StatusCode::FORBIDDEN,
         "SignatureDoesNotMatch",
         "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
         id,
-    );
-    set_id(&mut r, id);
-    Some(r)
+    ))
 }
 
 fn set_id(resp: &mut Response, id: &str) {

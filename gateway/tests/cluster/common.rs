@@ -234,6 +234,28 @@ where
 /// Bearer token of the gateways tests start with an admin API.
 pub const ADMIN_TOKEN: &str = "cluster-test-token";
 
+/// A 3-node RS(2,1) cluster (1 MiB chunks) with no gateway of its own,
+/// and an in-process gateway with the admin API ([`ADMIN_TOKEN`]) whose
+/// distributed storage settings `edit` adjusts; with its retrying client.
+pub async fn admin_cluster(
+    edit: impl FnOnce(&mut predastore_core::config::DistributedStorageConfig),
+) -> (TestCluster, predastore_gateway::server::Gateway, Client) {
+    let t = TestCluster::start_with(|dir| {
+        let mut o = options(dir, 3, 2, 1, 1 << 20);
+        o.gateway = false;
+        o
+    })
+    .await;
+    let (gw, _) = t
+        .extra_gateway(|config| {
+            config.admin_token = Some(ADMIN_TOKEN.into());
+            edit(config.storage.distributed.as_mut().expect("a distributed gateway"));
+        })
+        .await;
+    let s3 = client(&gw.endpoint(), true);
+    (t, gw, s3)
+}
+
 /// An admin API call on `gw` (token [`ADMIN_TOKEN`]); expects 200 and
 /// returns the JSON.
 pub async fn admin(

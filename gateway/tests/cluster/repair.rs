@@ -19,19 +19,7 @@ async fn last_repair(gw: &Gateway) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
-    let mut t = TestCluster::start_with(|dir| {
-        let mut o = options(dir, 3, 2, 1, MIB as u64);
-        o.gateway = false;
-        o
-    })
-    .await;
-    let (gw, _) = t
-        .extra_gateway(|config| {
-            config.admin_token = Some(ADMIN_TOKEN.into());
-            config.storage.distributed.as_mut().unwrap().repair_interval_secs = 1;
-        })
-        .await;
-    let s3 = client(&gw.endpoint(), true);
+    let (mut t, gw, s3) = admin_cluster(|d| d.repair_interval_secs = 1).await;
     s3.create_bucket().bucket("heal").send().await.unwrap();
 
     // Node 2 is down: every chunk written now lacks its shard there.

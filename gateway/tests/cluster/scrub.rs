@@ -14,26 +14,15 @@ use crate::common::*;
 
 const MIB: usize = 1 << 20;
 
-/// A 3-node RS(2,1) cluster (1 MiB chunks) and a gateway with the admin
-/// API, unthrottled scrub and no background passes.
+/// A 3-node RS(2,1) cluster and a gateway with the admin API, unthrottled
+/// scrub and no background passes.
 async fn cluster() -> (TestCluster, Gateway, aws_sdk_s3::Client) {
-    let t = TestCluster::start_with(|dir| {
-        let mut o = options(dir, 3, 2, 1, MIB as u64);
-        o.gateway = false;
-        o
+    admin_cluster(|d| {
+        d.scrub_bytes_per_sec = 0;
+        d.scrub_interval_secs = 0;
+        d.repair_interval_secs = 0;
     })
-    .await;
-    let (gw, _) = t
-        .extra_gateway(|config| {
-            config.admin_token = Some(ADMIN_TOKEN.into());
-            let d = config.storage.distributed.as_mut().unwrap();
-            d.scrub_bytes_per_sec = 0;
-            d.scrub_interval_secs = 0;
-            d.repair_interval_secs = 0;
-        })
-        .await;
-    let s3 = client(&gw.endpoint(), true);
-    (t, gw, s3)
+    .await
 }
 
 /// Runs a scrub pass and returns its report.

@@ -264,21 +264,22 @@ fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
     outer.finalize()
 }
 
-/// SigV2 is refused even when correctly signed: its header form has no
-/// age limit (a captured request replays forever). As AWS: 400
-/// InvalidRequest naming SigV4.
+/// SigV2 in the Authorization header is refused even when correctly
+/// signed: it has no age limit (a captured request replays forever). As
+/// AWS: 400 InvalidRequest naming SigV4. SigV2 presigned URLs (the aws
+/// cli's and boto3's default) work until they expire, and not after.
 #[tokio::test]
-async fn signature_v2_is_refused_even_when_valid() {
+async fn signature_v2_headers_are_refused_and_v2_urls_expire() {
     let t = TestGateway::start().await;
     let s3 = t.client();
     s3.create_bucket().bucket("sigv2").send().await.unwrap();
     s3.put_object().bucket("sigv2").key("k").body(b"secret".to_vec().into()).send().await.unwrap();
     let b64 = |sig: [u8; 20]| base64::engine::general_purpose::STANDARD.encode(sig);
+    let sign = |to_sign: String| b64(hmac_sha1(SK.as_bytes(), to_sign.as_bytes()));
     let http = http_client();
-    let want = "<Code>InvalidRequest</Code>";
     // Header form, signed right, with a Date from a year ago.
     let date = "Mon, 01 Dec 2025 10:00:00 GMT";
-    let sig = b64(hmac_sha1(SK.as_bytes(), format!("GET\n\n\n{date}\n/sigv2/k").as_bytes()));
+    let sig = sign(format!("GET\n\n\n{date}\n/sigv2/k"));
     let r = http
         .get(format!("{}/sigv2/k", t.endpoint()))
         .header("date", date)
@@ -288,16 +289,27 @@ async fn signature_v2_is_refused_even_when_valid() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
-    assert!(body.contains(want) && body.contains("AWS4-HMAC-SHA256"), "{body}");
-    // Presigned form, signed right and not expired.
-    let expires = (time::OffsetDateTime::now_utc().unix_timestamp() + 300).to_string();
-    let sig = b64(hmac_sha1(SK.as_bytes(), format!("GET\n\n\n{expires}\n/sigv2/k").as_bytes()));
-    let sig: String = url_escape(&sig);
-    let url =
-        format!("{}/sigv2/k?AWSAccessKeyId={AK}&Expires={expires}&Signature={sig}", t.endpoint());
-    let r = http.get(url).send().await.unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains(want));
+    assert!(
+        body.contains("<Code>InvalidRequest</Code>") && body.contains("AWS4-HMAC-SHA256"),
+        "{body}"
+    );
+    // Presigned form: served before Expires, refused after.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (expires, want) in [(now + 300, 200), (now - 60, 403)] {
+        let sig = url_escape(&sign(format!("GET\n\n\n{expires}\n/sigv2/k")));
+        let url = format!(
+            "{}/sigv2/k?AWSAccessKeyId={AK}&Expires={expires}&Signature={sig}",
+            t.endpoint()
+        );
+        let r = http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), want, "expires {expires} (now {now})");
+        let text = r.text().await.unwrap();
+        if want == 200 {
+            assert_eq!(text, "secret");
+        } else {
+            assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
+        }
+    }
 }
 
 fn url_escape(s: &str) -> String {

@@ -394,9 +394,10 @@ impl MetaService {
 }
 
 /// Most proposal bytes one log entry carries (one proposal alone may be
-/// larger): a follower catching up then always gets at least one entry
-/// within an AppendEntries of at most [`network::MAX_APPEND_BYTES`].
-const MAX_ENTRY_BYTES: usize = network::MAX_APPEND_BYTES / 2;
+/// larger, up to an inline object's 1 MiB and its record): an entry must
+/// be sent and stored within one heartbeat, and fit an AppendEntries of
+/// at most [`network::MAX_APPEND_BYTES`].
+const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));

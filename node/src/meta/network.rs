@@ -55,9 +55,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 /// Most bytes one AppendEntries carries: well under the frame limit
-/// (`MAX_META_BODY`), and small enough to send and store within a
-/// heartbeat. A single entry always goes (the batcher keeps entries small).
-pub const MAX_APPEND_BYTES: usize = 8 << 20;
+/// (`MAX_META_BODY`), and small enough to send and store within the
+/// heartbeat openraft allows it. A single entry always goes (the batcher
+/// keeps entries to about a megabyte).
+pub const MAX_APPEND_BYTES: usize = 4 << 20;
 
 /// How many of a batch of `entries` encoded in `bytes` to send instead,
 /// when it is over [`MAX_APPEND_BYTES`] (None: send it as it is). openraft

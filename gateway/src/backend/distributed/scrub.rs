@@ -62,7 +62,11 @@ pub struct ScrubOptions {
 /// one is wanted (a node this gateway saw down answers again), until the
 /// task is aborted.
 pub async fn run(inner: Arc<Inner>, every: Duration, bytes_per_sec: u64) {
-    let mut deep_at = Instant::now() + every;
+    // A week from start: a gateway restarted more often than its interval
+    // deep-scrubs only on request (issue 11: persist the last pass).
+    let far = Duration::from_secs(100 * 365 * 24 * 3600);
+    let next = |from: Instant| from.checked_add(every).unwrap_or_else(|| from + far);
+    let mut deep_at = next(Instant::now());
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         if !inner.ready.load(Ordering::Relaxed) {
@@ -76,7 +80,7 @@ pub async fn run(inner: Arc<Inner>, every: Duration, bytes_per_sec: u64) {
         match pass(&inner, ScrubOptions { deep, bytes_per_sec }).await {
             Ok(r) => {
                 if deep {
-                    deep_at = Instant::now() + every;
+                    deep_at = next(Instant::now());
                 }
                 if r.missing + r.corrupt + r.inconsistent + r.unreadable > 0 {
                     tracing::warn!(?r, "scrub pass found lost shards");
@@ -221,6 +225,9 @@ impl ObjectScrub<'_> {
             }
             let mut rebuilt = 0u64;
             if !lost.is_empty() {
+                // Paced before the freshness check, so no wait falls between
+                // the read that showed the chunk referenced and the writes.
+                pacer.take(u64::from(l.data_shards) * l.shard_len).await;
                 if read_at.elapsed() > FRESH_FOR {
                     let again = Instant::now();
                     match self.inner.meta.get_object(self.bucket, self.key).await {
@@ -231,7 +238,6 @@ impl ObjectScrub<'_> {
                         Err(e) => return Err(e),
                     }
                 }
-                pacer.take(u64::from(l.data_shards) * l.shard_len).await;
                 match self.inner.data.repair_chunk(l, &lost).await {
                     Ok(done) => {
                         rebuilt = done.len() as u64;
@@ -252,7 +258,9 @@ impl ObjectScrub<'_> {
                 m.scrub_rebuilt_shards.inc_by(rebuilt);
             }
             report.left += lost.len() as u64 - rebuilt + unchecked;
-            let whole = intact + rebuilt;
+            // A stripe whose parity disagrees holds one wrong shard at least.
+            let wrong = u64::from(check.consistent == Some(false));
+            let whole = (intact + rebuilt).saturating_sub(wrong);
             below_full |= whole < total;
             let margin = whole.saturating_sub(u64::from(l.data_shards));
             report.survives = Some(report.survives.map_or(margin, |s| s.min(margin)));

@@ -183,13 +183,15 @@ pub(super) fn commit(
     let mut attempt = 0;
     let file = loop {
         attempt += 1;
-        let fds = match open_dirs(root, &dirs, true) {
-            Ok(fds) => fds,
+        let parent = match open_dirs(root, &dirs, true) {
+            Ok(fd) => fd,
+            // A concurrent delete pruned a folder on the way: retry.
+            Err(Errno::NOENT) if attempt < 4 => continue,
             Err(Errno::LOOP) => return Err(through_link()),
             Err(Errno::NOTDIR | Errno::EXIST) => return Err(conflict()),
             Err(e) => return Err(io::Error::from(e).into()),
         };
-        let parent = fds.last().expect("the root at least");
+        let parent = &parent;
         match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => return Err(conflict()),
@@ -210,7 +212,7 @@ pub(super) fn commit(
         }
         tmp.disarm();
         rustix::fs::fsync(parent).map_err(io::Error::from)?;
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         break fs::File::from(
             rustix::fs::openat(parent, name, flags, Mode::empty()).map_err(io::Error::from)?,
         );
@@ -230,20 +232,21 @@ pub(super) fn commit(
 pub(super) fn delete(root: &Path, meta: &Path, key: &str) -> Result<()> {
     key_path(root, key)?;
     let (dirs, name) = split(key);
-    if let Ok(fds) = open_dirs(root, &dirs, false) {
-        let parent = fds.last().expect("the root at least");
-        let is_file = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+    if let Ok(parent) = open_dirs(root, &dirs, false) {
+        let is_file = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
             .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
         if is_file {
-            match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+            match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => return Err(io::Error::from(e).into()),
             }
-            rustix::fs::fsync(parent).map_err(io::Error::from)?;
+            rustix::fs::fsync(&parent).map_err(io::Error::from)?;
         }
-        // Directory `dirs[i]` lives in `fds[i]`; prune from the deepest.
+        // Prune folders left empty, deepest first; each is reopened from
+        // the root so no descriptor chain is held.
         for i in (0..dirs.len()).rev() {
-            if rustix::fs::unlinkat(&fds[i], dirs[i], AtFlags::REMOVEDIR).is_err() {
+            let Ok(up) = open_dirs(root, &dirs[..i], false) else { break };
+            if rustix::fs::unlinkat(&up, dirs[i], AtFlags::REMOVEDIR).is_err() {
                 break;
             }
         }
@@ -259,31 +262,30 @@ fn split(key: &str) -> (Vec<&str>, &str) {
     (dirs, name)
 }
 
-/// Opens the directories `dirs` below `root`, one at a time with
-/// `O_NOFOLLOW`, so no symbolic link (there now, or swapped in meanwhile)
-/// is followed; with `create`, missing ones are made. Returns the root's
-/// descriptor, then each directory's, in order. A link on the way fails
+/// Opens the directory `dirs` (a path of names) below `root`, one name at
+/// a time with `O_NOFOLLOW`, so no symbolic link (there now, or swapped in
+/// meanwhile) is followed; with `create`, missing ones are made. Holds one
+/// descriptor at a time, however deep the path. A link on the way fails
 /// with `ELOOP`, a file with `ENOTDIR`.
-fn open_dirs(root: &Path, dirs: &[&str], create: bool) -> std::result::Result<Vec<OwnedFd>, Errno> {
+fn open_dirs(root: &Path, dirs: &[&str], create: bool) -> std::result::Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut fds = vec![rustix::fs::open(root, flags, Mode::empty())?];
+    let mut fd = rustix::fs::open(root, flags, Mode::empty())?;
     for d in dirs {
-        let parent = fds.last().expect("the root at least");
-        let fd = match rustix::fs::openat(parent, *d, flags, Mode::empty()) {
+        fd = match rustix::fs::openat(&fd, *d, flags, Mode::empty()) {
             Err(Errno::NOENT) if create => {
-                match rustix::fs::mkdirat(parent, *d, Mode::from_raw_mode(0o755)) {
+                // Mode 0777 less the umask, as `create_dir_all` made them.
+                match rustix::fs::mkdirat(&fd, *d, Mode::from_raw_mode(0o777)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(e),
                 }
-                rustix::fs::openat(parent, *d, flags, Mode::empty())?
+                rustix::fs::openat(&fd, *d, flags, Mode::empty())?
             }
             // O_DIRECTORY answers ENOTDIR for a link as for a file.
-            Err(Errno::NOTDIR) if is_link(parent, d) => return Err(Errno::LOOP),
+            Err(Errno::NOTDIR) if is_link(&fd, d) => return Err(Errno::LOOP),
             r => r?,
         };
-        fds.push(fd);
     }
-    Ok(fds)
+    Ok(fd)
 }
 
 /// Whether `name` in directory `dir` is a symbolic link (not followed).
@@ -301,14 +303,14 @@ pub(super) fn open_file(root: &Path, key: &str) -> Result<Option<fs::File>> {
     }
     let (dirs, name) = split(key);
     let absent = |e: Errno| matches!(e, Errno::NOENT | Errno::NOTDIR | Errno::LOOP);
-    let fds = match open_dirs(root, &dirs, false) {
-        Ok(fds) => fds,
+    let parent = match open_dirs(root, &dirs, false) {
+        Ok(fd) => fd,
         Err(e) if absent(e) => return Ok(None),
         Err(e) => return Err(io::Error::from(e).into()),
     };
     // Non-blocking so that a pipe placed under the name cannot hang us.
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let file = match rustix::fs::openat(fds.last().expect("root"), name, flags, Mode::empty()) {
+    let file = match rustix::fs::openat(&parent, name, flags, Mode::empty()) {
         Ok(fd) => fs::File::from(fd),
         Err(e) if absent(e) => return Ok(None),
         Err(e) => return Err(io::Error::from(e).into()),
@@ -355,8 +357,8 @@ fn read_sorted(root: &Path, rel: &str) -> Vec<(String, bool)> {
     if dirs.len() > MAX_DEPTH {
         return Vec::new();
     }
-    let Ok(fds) = open_dirs(root, &dirs, false) else { return Vec::new() };
-    let fd = fds.last().expect("the root at least");
+    let Ok(fd) = open_dirs(root, &dirs, false) else { return Vec::new() };
+    let fd = &fd;
     let Ok(entries) = rustix::fs::Dir::read_from(fd) else { return Vec::new() };
     let mut out: Vec<(String, bool)> = entries
         .flatten()

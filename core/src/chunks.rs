@@ -189,6 +189,11 @@ pub trait Observer: Send + Sync {
     fn corrupt_shard(&self, node: u64, shard: ShardId, reason: &str) {
         let _ = (node, shard, reason);
     }
+    /// A read found a shard its node does not have, or has corrupt: the
+    /// chunk is below full redundancy (heal on read).
+    fn lost_shard(&self, node: u64, shard: ShardId) {
+        let _ = (node, shard);
+    }
 }
 
 /// Nodes believed down. A shard on a down node is not waited for: reads
@@ -870,9 +875,14 @@ impl DataPath {
         if let Err(e) = &got {
             self.note(node, e);
         }
-        if let Err(ShardError::Corrupt { reason, .. }) = &got {
-            tracing::warn!(%shard, node, %reason, "corrupt shard; reading parity instead");
-            self.observer.corrupt_shard(node, shard, reason);
+        match &got {
+            Err(ShardError::Corrupt { reason, .. }) => {
+                tracing::warn!(%shard, node, %reason, "corrupt shard; reading parity instead");
+                self.observer.corrupt_shard(node, shard, reason);
+                self.observer.lost_shard(node, shard);
+            }
+            Err(ShardError::NotFound { .. }) => self.observer.lost_shard(node, shard),
+            _ => {}
         }
         let b = got.map_err(|e| e.to_string())?;
         if b.len() as u64 != l.shard_len {

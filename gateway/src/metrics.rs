@@ -57,6 +57,8 @@ pub struct Metrics {
     pub scrub_rebuilt_shards: Counter,
     /// When the last complete scrub pass ended (Unix seconds; 0: none).
     pub scrub_last_pass: Gauge,
+    /// Objects a GET found below full redundancy and that were healed.
+    pub healed_on_read: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,6 +102,7 @@ impl Metrics {
         let scrub_inconsistent_chunks = Counter::default();
         let scrub_rebuilt_shards = Counter::default();
         let scrub_last_pass = Gauge::default();
+        let healed_on_read = Counter::default();
         registry.register(
             "shard_duration_seconds",
             "Shard puts and gets by node and outcome (distributed mode)",
@@ -146,6 +149,11 @@ impl Metrics {
             "When the last complete scrub pass ended (Unix time)",
             scrub_last_pass.clone(),
         );
+        registry.register(
+            "healed_on_read_objects",
+            "Objects a GET read around a lost shard of, scrubbed at once",
+            healed_on_read.clone(),
+        );
         Self {
             registry,
             requests,
@@ -164,6 +172,7 @@ impl Metrics {
             scrub_inconsistent_chunks,
             scrub_rebuilt_shards,
             scrub_last_pass,
+            healed_on_read,
         }
     }
 

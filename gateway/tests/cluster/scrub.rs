@@ -181,3 +181,40 @@ async fn flipped_truncated_and_deleted_shards_are_rewritten_by_scrub() {
     gw.shutdown().await;
     t.c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_that_reads_around_a_lost_shard_heals_it() {
+    let (t, gw, s3) = cluster().await;
+    s3.create_bucket().bucket("heal").send().await.unwrap();
+    let body = data(3 * MIB + 5, 4);
+    s3.put_object().bucket("heal").key("k").body(body.clone().into()).send().await.unwrap();
+    let all: BTreeMap<String, PathBuf> =
+        t.c.node_ids().into_iter().flat_map(|id| shard_files(&t, id)).collect();
+    // Data shard 0 of chunks 0 and 1: a GET needs them, and reads parity.
+    let shard = |chunk: u32| -> PathBuf {
+        let tag = format!("-{chunk:08x}-00");
+        all.iter().find(|(name, _)| name.ends_with(&tag)).map(|(_, p)| p.clone()).unwrap()
+    };
+    let (gone, rotten) = (shard(0), shard(1));
+    let clean: Vec<Vec<u8>> = [&gone, &rotten].iter().map(|p| std::fs::read(p).unwrap()).collect();
+    std::fs::remove_file(&gone).unwrap();
+    let mut b = clean[1].clone();
+    b[64 + 7] ^= 0x01;
+    std::fs::write(&rotten, b).unwrap();
+    let healed_before =
+        counter(&gw_metrics(&gw).await, "predastore_gateway_healed_on_read_objects");
+    assert!(get(&s3, "heal", "k", None).await == body, "parity serves the right bytes");
+    // No scrub pass was asked for (background passes are off): the read
+    // itself queued the object, and both shards come back byte for byte.
+    eventually("the GET heals both shards", Duration::from_secs(30), || async {
+        std::fs::read(&gone).ok().as_ref() == Some(&clean[0])
+            && std::fs::read(&rotten).ok().as_ref() == Some(&clean[1])
+    })
+    .await;
+    let healed = counter(&gw_metrics(&gw).await, "predastore_gateway_healed_on_read_objects");
+    assert!(healed > healed_before, "healed on read: {healed_before} -> {healed}");
+    let status = admin(&gw, reqwest::Method::GET, "scrub").await;
+    assert!(status["last"].is_null(), "no scrub pass ran: {status}");
+    gw.shutdown().await;
+    t.c.shutdown().await;
+}

@@ -18,6 +18,7 @@
 
 pub mod body;
 pub mod collector;
+pub mod heal;
 pub mod record;
 pub mod repair;
 pub mod scrub;
@@ -106,6 +107,8 @@ pub struct Inner {
     last_scrub: Mutex<Option<ScrubReport>>,
     /// Shard bytes per second a scrub pass may read.
     scrub_rate: u64,
+    /// Objects GETs found below full redundancy ([`heal`]).
+    heal_queue: tokio::sync::mpsc::Sender<heal::Wanted>,
 }
 
 /// The backend registered as `storage.type = "distributed"`.
@@ -169,6 +172,7 @@ impl DistributedBackend {
             Arc::new(crate::metrics::DataPathMetrics);
         let data = DataPath::new(Arc::new(shards), nodes.clone(), d.chunks_in_flight)
             .with_observer(observer);
+        let (heal_queue, heal_rx) = tokio::sync::mpsc::channel(heal::QUEUE);
         let inner = Arc::new(Inner {
             meta,
             probe,
@@ -188,6 +192,7 @@ impl DistributedBackend {
             scrub_running: AtomicBool::new(false),
             last_scrub: Mutex::new(None),
             scrub_rate: d.scrub_bytes_per_sec,
+            heal_queue,
         });
         let tasks = vec![
             tokio::spawn(probe_loop(Arc::clone(&inner))),
@@ -201,6 +206,7 @@ impl DistributedBackend {
                 Duration::from_secs(d.scrub_interval_secs),
                 d.scrub_bytes_per_sec,
             )),
+            tokio::spawn(heal::run(Arc::clone(&inner), heal_rx)),
         ];
         Ok(Self { inner, tasks: Mutex::new(tasks) })
     }
@@ -690,8 +696,20 @@ impl Backend for DistributedBackend {
             }
             None => {
                 let what = format!("{bucket}/{key}");
-                let mut s =
-                    Box::pin(self.inner.data.read_range(&rec.chunks, want).map_err(data_err)?);
+                // This read's own observer: a shard found lost queues the
+                // object for healing once the read is over.
+                let watch = heal::ReadWatch::new();
+                let data = self.inner.data.clone().with_observer(watch.clone());
+                let heal_guard = heal::QueueOnDrop {
+                    watch,
+                    wanted: Some(heal::Wanted {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                        version: rec.version_id,
+                    }),
+                    queue: self.inner.heal_queue.clone(),
+                };
+                let mut s = Box::pin(data.read_range(&rec.chunks, want).map_err(data_err)?);
                 // The first chunk is read before the answer starts: an object
                 // whose data cannot be read now gets a 503, not a 200 whose
                 // body breaks off. Later chunks can still fail mid-stream.
@@ -703,6 +721,7 @@ impl Backend for DistributedBackend {
                     }
                 };
                 let rest = s.map(move |r| {
+                    let _ = &heal_guard;
                     r.map_err(|e| {
                         tracing::error!(object = %what, error = %e, "read failed mid-stream");
                         std::io::Error::other(e.to_string())

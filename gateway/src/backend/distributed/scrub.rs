@@ -148,6 +148,22 @@ pub async fn pass(inner: &Inner, opts: ScrubOptions) -> Result<ScrubReport, Meta
     Ok(report)
 }
 
+/// A deep scrub of one object whose record was read at `read_at` (heal
+/// on read), paced like a pass.
+pub async fn object(
+    inner: &Inner,
+    bucket: &str,
+    key: &str,
+    rec: ObjectRecord,
+    read_at: Instant,
+) -> Result<ScrubReport, MetaError> {
+    let opts = ScrubOptions { deep: true, bytes_per_sec: inner.scrub_rate };
+    let mut report = ScrubReport { deep: true, objects: 1, ..ScrubReport::default() };
+    let mut pacer = Pacer::new(opts.bytes_per_sec);
+    ObjectScrub { inner, opts, bucket, key }.run(rec, read_at, &mut pacer, &mut report).await?;
+    Ok(report)
+}
+
 /// The scrub of one object.
 struct ObjectScrub<'a> {
     inner: &'a Inner,

@@ -262,6 +262,13 @@ async fn probe_loop(inner: Arc<Inner>) {
     }
 }
 
+/// The name the ring places a multipart part's chunks under: the key
+/// alone would put chunk 0 of every part (and chunk n of every part) on
+/// the same k + m nodes, so one large upload would load only those.
+fn part_placement_key(key: &str, upload_id: &str, part: u32) -> String {
+    format!("{key}\0{upload_id}\0{part}")
+}
+
 /// One page (1000 keys) of every object in `bucket`, for walks over a
 /// whole bucket (usage, repair).
 fn whole_bucket(bucket: &str, continuation: Option<Vec<u8>>) -> ListRequest {
@@ -424,6 +431,7 @@ impl Inner {
         &self,
         bucket: &str,
         key: &str,
+        place_as: &str,
         head: Vec<Bytes>,
         body: CheckedBody,
         class: &Erasure,
@@ -440,7 +448,7 @@ impl Inner {
             .await
             .map_err(meta_err)?;
         let (stream, verdict) = body::stream(head, body);
-        let written = self.data.write_object(stream, owner, class, &ring, bucket, key).await;
+        let written = self.data.write_object(stream, owner, class, &ring, bucket, place_as).await;
         let (err, chunks) = match written {
             Ok(w) => match body::take(&verdict) {
                 Some(Ok(summary)) => return Ok((owner, w, summary)),
@@ -782,7 +790,7 @@ impl Backend for DistributedBackend {
                 // No shard is written for a bucket that does not exist.
                 inner.bucket_record(bucket).await?;
                 let (owner, w, summary) =
-                    inner.write_chunks(bucket, key, head, checked, &class).await?;
+                    inner.write_chunks(bucket, key, key, head, checked, &class).await?;
                 info.size = summary.size;
                 info.etag = summary.md5_hex;
                 info.checksums = summary.checksums;
@@ -1013,8 +1021,9 @@ impl Backend for DistributedBackend {
         let (u, _) = inner.upload(bucket, key, upload_id, false).await?;
         let (_, class) = inner.class(Some(&u.storage_class))?;
         let checked = CheckedBody::new(body.stream, body.size, body.check)?;
+        let place_as = part_placement_key(key, upload_id, part_number);
         let (owner, w, summary) =
-            inner.write_chunks(bucket, key, Vec::new(), checked, &class).await?;
+            inner.write_chunks(bucket, key, &place_as, Vec::new(), checked, &class).await?;
         let info = PartInfo {
             part_number,
             size: summary.size,
@@ -1214,4 +1223,23 @@ fn past_prefix(prefix: &str) -> String {
 /// `<shard id>@<node>` of each shard a write could not store.
 fn missing_names(w: &WrittenObject) -> Vec<String> {
     w.missing.iter().map(|m| format!("{}@{}", m.shard, m.node)).collect()
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    #[test]
+    fn the_parts_of_one_upload_spread_over_the_ring() {
+        let members = (0..8).map(|id| Member { id, zone: None });
+        let ring = Ring::new(1, members, 128).unwrap();
+        let mut used = std::collections::BTreeSet::new();
+        for part in 1..=16 {
+            let nodes = ring.place("b", &part_placement_key("big", "up-1", part), 0, 3).unwrap();
+            used.extend(nodes);
+        }
+        // Chunk 0 of 16 parts on one key would be 3 nodes; spread, all 8.
+        assert_eq!(used.len(), 8, "{used:?}");
+        assert_ne!(part_placement_key("k", "u", 1), part_placement_key("k", "u", 2));
+    }
 }

@@ -211,8 +211,11 @@ async fn a_get_that_reads_around_a_lost_shard_heals_it() {
             && std::fs::read(&rotten).ok().as_ref() == Some(&clean[1])
     })
     .await;
-    let healed = counter(&gw_metrics(&gw).await, "predastore_gateway_healed_on_read_objects");
-    assert!(healed > healed_before, "healed on read: {healed_before} -> {healed}");
+    // Counted once the heal task finishes (just after its last write).
+    eventually("the heal is counted", Duration::from_secs(10), || async {
+        counter(&gw_metrics(&gw).await, "predastore_gateway_healed_on_read_objects") > healed_before
+    })
+    .await;
     let status = admin(&gw, reqwest::Method::GET, "scrub").await;
     assert!(status["last"].is_null(), "no scrub pass ran: {status}");
     gw.shutdown().await;

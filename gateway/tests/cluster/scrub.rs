@@ -42,6 +42,18 @@ fn shard_files(t: &TestCluster, id: u64) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
+/// The file of shard `index` of chunk `chunk` of the cluster's only
+/// object with shards (file names: owner-chunk-index).
+fn shard_of(t: &TestCluster, chunk: u32, index: u8) -> PathBuf {
+    let tag = format!("-{chunk:08x}-{index:02x}");
+    t.c.node_ids()
+        .into_iter()
+        .flat_map(|id| shard_files(t, id))
+        .find(|(name, _)| name.ends_with(&tag))
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("no shard {index} of chunk {chunk}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wiped_node_is_refilled_by_scrub_and_then_survives_another_loss() {
     let (mut t, gw, s3) = cluster().await;
@@ -142,14 +154,9 @@ async fn flipped_truncated_and_deleted_shards_are_rewritten_by_scrub() {
     s3.create_bucket().bucket("rot").send().await.unwrap();
     let body = data(3 * MIB + 5, 3);
     s3.put_object().bucket("rot").key("k").body(body.clone().into()).send().await.unwrap();
-    // Shards of chunks 0, 1 and 2 (file names: owner-chunk-index).
-    let all: BTreeMap<String, PathBuf> =
-        t.c.node_ids().into_iter().flat_map(|id| shard_files(&t, id)).collect();
-    let pick = |chunk: u32| -> PathBuf {
-        let tag = format!("-{chunk:08x}-");
-        all.iter().find(|(name, _)| name.contains(&tag)).map(|(_, p)| p.clone()).unwrap()
-    };
-    let (flipped, truncated, deleted) = (pick(0), pick(1), pick(2));
+    // Data shard 0 of chunks 0, 1 and 2.
+    let (flipped, truncated, deleted) =
+        (shard_of(&t, 0, 0), shard_of(&t, 1, 0), shard_of(&t, 2, 0));
     let originals: Vec<(PathBuf, Vec<u8>)> = [&flipped, &truncated, &deleted]
         .into_iter()
         .map(|p| (p.clone(), std::fs::read(p).unwrap()))
@@ -188,14 +195,8 @@ async fn a_get_that_reads_around_a_lost_shard_heals_it() {
     s3.create_bucket().bucket("heal").send().await.unwrap();
     let body = data(3 * MIB + 5, 4);
     s3.put_object().bucket("heal").key("k").body(body.clone().into()).send().await.unwrap();
-    let all: BTreeMap<String, PathBuf> =
-        t.c.node_ids().into_iter().flat_map(|id| shard_files(&t, id)).collect();
     // Data shard 0 of chunks 0 and 1: a GET needs them, and reads parity.
-    let shard = |chunk: u32| -> PathBuf {
-        let tag = format!("-{chunk:08x}-00");
-        all.iter().find(|(name, _)| name.ends_with(&tag)).map(|(_, p)| p.clone()).unwrap()
-    };
-    let (gone, rotten) = (shard(0), shard(1));
+    let (gone, rotten) = (shard_of(&t, 0, 0), shard_of(&t, 1, 0));
     let clean: Vec<Vec<u8>> = [&gone, &rotten].iter().map(|p| std::fs::read(p).unwrap()).collect();
     std::fs::remove_file(&gone).unwrap();
     let mut b = clean[1].clone();

@@ -51,6 +51,11 @@ pub struct Material {
     pub admin_token: String,
     /// PEMs of the `<name>-tls` Secret (distributed mode).
     pub tls: TlsMaterial,
+    /// Hash of the root credentials in force (generated or the user's
+    /// Secret), put on gateway pod templates: gateways read the
+    /// credentials from the environment at start, so a rotated Secret must
+    /// roll them, else every client signing with the new key gets 403.
+    pub credentials_hash: String,
 }
 
 /// Every object a cluster should have, by kind.
@@ -166,6 +171,9 @@ pub fn desired(c: &PredastoreCluster, plan: &Plan, material: &Material) -> Desir
     }
     d
 }
+
+/// Gateway pod annotation carrying [`Material::credentials_hash`].
+pub const CREDENTIALS_HASH: &str = "predastore.io/credentials-hash";
 
 /// A hex SHA-256 of `v`'s canonical JSON; used for the applied-hash and
 /// config-hash annotations.
@@ -379,6 +387,15 @@ impl Builder<'_> {
         hash_value(&serde_json::to_value(gateway_config(self.plan)).expect("config serialises"))
     }
 
+    /// What rolls the gateways when it changes: their config and the root
+    /// credentials.
+    fn gateway_pod_annotations(&self) -> Value {
+        json!({
+            "predastore.io/config-hash": self.gateway_config_hash(),
+            CREDENTIALS_HASH: self.material.credentials_hash,
+        })
+    }
+
     fn fs_gateway(&self) -> StatefulSet {
         let selector = names::selector(self.names, Component::Gateway);
         typed(json!({
@@ -390,8 +407,8 @@ impl Builder<'_> {
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {
-                        "labels": names::labels(self.names, Component::Gateway),
-                        "annotations": {"predastore.io/config-hash": self.gateway_config_hash()},
+                        "labels": names::pod_labels(self.names, Component::Gateway),
+                        "annotations": self.gateway_pod_annotations(),
                     },
                     "spec": {
                         "automountServiceAccountToken": false,
@@ -497,7 +514,7 @@ impl Builder<'_> {
                 "updateStrategy": {"type": "RollingUpdate"},
                 "selector": {"matchLabels": selector},
                 "template": {
-                    "metadata": {"labels": names::labels(self.names, Component::Node)},
+                    "metadata": {"labels": names::pod_labels(self.names, Component::Node)},
                     "spec": {
                         "automountServiceAccountToken": false,
                         "securityContext": self.pod_security(),
@@ -529,8 +546,8 @@ impl Builder<'_> {
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {
                     "metadata": {
-                        "labels": names::labels(self.names, Component::Gateway),
-                        "annotations": {"predastore.io/config-hash": self.gateway_config_hash()},
+                        "labels": names::pod_labels(self.names, Component::Gateway),
+                        "annotations": self.gateway_pod_annotations(),
                     },
                     "spec": {
                         "automountServiceAccountToken": false,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
@@ -150,7 +150,7 @@ pub struct Context {
     /// Requeue periods.
     pub settings: Settings,
     reporter: Reporter,
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<Backoffs>,
 }
 
 impl Context {
@@ -163,21 +163,18 @@ impl Context {
     ) -> Self {
         let reporter =
             Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { client, admin, metrics, settings, reporter, failures: Mutex::new(HashMap::new()) }
+        Self { client, admin, metrics, settings, reporter, failures: Mutex::default() }
     }
 
     /// Records a failure of `key` and returns how long to wait before the
     /// next try.
     pub fn failed(&self, key: String) -> Duration {
-        let mut f = self.failures.lock().expect("backoff map lock");
-        let n = f.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        backoff(*n)
+        self.failures.lock().expect("backoff map lock").failed_at(key, Instant::now())
     }
 
     /// Forgets the failures of `key` after a success.
     pub fn succeeded(&self, key: &str) {
-        self.failures.lock().expect("backoff map lock").remove(key);
+        self.failures.lock().expect("backoff map lock").0.remove(key);
     }
 
     /// Publishes an event about `obj`; failures are logged, never fatal.
@@ -198,6 +195,37 @@ impl Context {
         }
     }
 }
+
+/// Consecutive failures per object key, with the time of the last one.
+#[derive(Debug, Default)]
+pub struct Backoffs(HashMap<String, (u32, Instant)>);
+
+impl Backoffs {
+    /// Records a failure of `key` at `now`; the wait before the next try.
+    pub fn failed_at(&mut self, key: String, now: Instant) -> Duration {
+        // An object deleted while failing never succeeds: entries not
+        // renewed for longer than any backoff are of such objects.
+        self.0.retain(|_, (_, last)| now.duration_since(*last) <= FORGET_FAILURES_AFTER);
+        let (n, last) = self.0.entry(key).or_insert((0, now));
+        *n = n.saturating_add(1);
+        *last = now;
+        backoff(*n)
+    }
+
+    /// Objects with failures on record.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no object has failures on record.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// How long a failure is remembered without a new one: twice the longest
+/// backoff, so a live failing object always fails again before.
+pub const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(600);
 
 /// Exponential backoff: 1 s doubling per consecutive failure, at most 5 min.
 pub fn backoff(failures: u32) -> Duration {
@@ -316,6 +344,21 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(5), Duration::from_secs(16));
         assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn failures_of_objects_that_stopped_failing_are_forgotten() {
+        let t0 = Instant::now();
+        let mut b = Backoffs::default();
+        assert_eq!(b.failed_at("Bucket/ns/deleted".into(), t0), Duration::from_secs(1));
+        assert_eq!(b.failed_at("Bucket/ns/live".into(), t0), Duration::from_secs(1));
+        // The live one keeps failing within the longest backoff...
+        let t1 = t0 + Duration::from_secs(300);
+        assert_eq!(b.failed_at("Bucket/ns/live".into(), t1), Duration::from_secs(2));
+        // ...the deleted one never comes back and is dropped.
+        let t2 = t0 + FORGET_FAILURES_AFTER + Duration::from_secs(1);
+        assert_eq!(b.failed_at("Bucket/ns/live".into(), t2), Duration::from_secs(4));
+        assert_eq!(b.len(), 1);
     }
 
     #[test]

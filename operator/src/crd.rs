@@ -19,6 +19,10 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Longest PredastoreCluster name: `<name>-gateway-<10-char revision
+/// hash>` must fit the 63-character label value Kubernetes puts on pods.
+pub const MAX_CLUSTER_NAME: usize = 40;
+
 /// API group of every Predastore resource.
 pub const GROUP: &str = "predastore.io";
 
@@ -57,7 +61,12 @@ pub const DEFAULT_IMAGE: &str =
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 40").message(
+        "metadata.name must be at most 40 characters: it prefixes the names of the cluster's \
+         StatefulSets, pods and Services, and Kubernetes limits those (63 characters with \
+         the pod's revision hash)"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "self.mode != 'distributed' || has(self.defaultStorageClass) || (has(self.nodes) ? self.nodes.replicas : 3) >= (has(self.erasure) ? self.erasure.dataShards + self.erasure.parityShards : 3)"
@@ -80,8 +89,14 @@ pub struct PredastoreClusterSpec {
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
     /// Storage nodes. In fs mode only `storage` is used: it sizes the
-    /// volume of the single gateway pod.
+    /// volume of the single gateway pod. `storage` is immutable: it is the
+    /// StatefulSet's volumeClaimTemplates, which Kubernetes never changes.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self.storage == oldSelf.storage").message(
+        "nodes.storage is immutable: it is the volume template of the StatefulSet, which \
+         Kubernetes does not let change. To grow volumes, expand each PersistentVolumeClaim \
+         (kubectl edit pvc) where its storage class allows expansion"
+    ))]
     pub nodes: NodesSpec,
     /// S3 gateways.
     #[serde(default)]

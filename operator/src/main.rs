@@ -55,9 +55,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let settings = Settings { usage_period: args.usage_period(), ..Settings::default() };
     let ctx = Arc::new(Context::new(client.clone(), Arc::new(HttpAdmin::new()), metrics, settings));
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let shutdown = terminated();
 
     if args.no_leader_election {
         leading.store(true, Ordering::Relaxed);
@@ -85,12 +83,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     leading.store(true, Ordering::Relaxed);
     tracing::info!(%identity, "leading; starting controllers");
     tokio::select! {
-        _ = reconcile::run(ctx, args.namespace, shared(async { let _ = tokio::signal::ctrl_c().await; })) => Ok(()),
+        _ = reconcile::run(ctx, args.namespace, shared(terminated())) => Ok(()),
         _ = elector.hold() => {
             leading.store(false, Ordering::Relaxed);
             anyhow::bail!("lost the leader lease; exiting so a fresh process can compete again")
         }
     }
+}
+
+/// Resolves on SIGTERM (what the kubelet sends; as PID 1 the process has
+/// no default handler for it) or Ctrl-C.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("stopping");
 }
 
 /// A cloneable shutdown future for the controllers.

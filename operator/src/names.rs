@@ -168,6 +168,14 @@ pub fn labels(names: &Names, component: Component) -> BTreeMap<String, String> {
     l
 }
 
+/// Labels of pod templates: [`labels`] without the operator version, so
+/// upgrading the operator does not restart every cluster at once.
+pub fn pod_labels(names: &Names, component: Component) -> BTreeMap<String, String> {
+    let mut l = labels(names, component);
+    l.remove("app.kubernetes.io/version");
+    l
+}
+
 /// The subset of [`labels`] that selects pods; stable across versions so
 /// selectors (immutable in StatefulSets) never change.
 pub fn selector(names: &Names, component: Component) -> BTreeMap<String, String> {

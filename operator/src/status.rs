@@ -208,6 +208,32 @@ pub fn rejected(
     }
 }
 
+/// Reason of the conditions when the API server refused an applied object.
+pub const APPLY_FAILED: &str = "ApplyFailed";
+
+/// Status of a cluster whose objects the API server refused (a quota, an
+/// admission policy, a field Kubernetes will not change): Failed, with the
+/// refusal as the Ready message, for this generation.
+pub fn apply_failed(c: &PredastoreCluster, message: String, now: &Time) -> PredastoreClusterStatus {
+    let previous = c.status.clone().unwrap_or_default();
+    let conds = vec![
+        Cond::new("Ready", false, APPLY_FAILED, message),
+        Cond::new(
+            "Progressing",
+            false,
+            APPLY_FAILED,
+            "applying stopped there; retrying with backoff",
+        ),
+        Cond::new("Degraded", false, APPLY_FAILED, "not evaluated while applying fails"),
+    ];
+    PredastoreClusterStatus {
+        phase: Some(phase::FAILED.into()),
+        conditions: conditions(conds, &previous.conditions, c.metadata.generation, now),
+        observed_generation: c.metadata.generation,
+        ..previous
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

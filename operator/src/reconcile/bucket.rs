@@ -6,6 +6,9 @@
 //! Deletion: `Retain` drops the finalizer and keeps the bucket; `Delete`
 //! removes the bucket when it is empty and otherwise reports
 //! `BucketNotEmpty` and keeps the finalizer, retrying until it is emptied.
+//! When the cluster itself is being deleted (or its namespace), the
+//! finalizer is released at once: the cluster waits for its Buckets, and
+//! the bucket goes with the cluster's storage.
 //! An invalid name never gets a finalizer: nothing outside Kubernetes was
 //! made, so there is nothing to clean up.
 
@@ -181,14 +184,17 @@ async fn connect(
     }
     let status = c.status.clone().unwrap_or_default();
     let ready = matches!(status.phase.as_deref(), Some(phase::READY | phase::DEGRADED));
-    let Some(url) = status.endpoint.clone().filter(|_| ready) else {
+    let names = Names::of(&c);
+    // Endpoints come from the names, never from the status: whoever may
+    // write the status must not be able to send the root credentials or
+    // the admin token elsewhere.
+    let Some(url) = ready.then(|| names.s3_endpoint()) else {
         return Ok(Err(Blocked {
             reason: "ClusterNotReady",
             message: format!("waiting for PredastoreCluster {cluster_name} to be Ready"),
             user_fixable: false,
         }));
     };
-    let names = Names::of(&c);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let cred_secret = c.spec.credentials_secret.clone().unwrap_or_else(|| names.credentials());
     let creds = secrets.get_opt(&cred_secret).await?.and_then(|s| {
@@ -213,7 +219,7 @@ async fn connect(
     Ok(Ok(Endpoint {
         s3: S3::new(&url, &id, &secret),
         url,
-        admin_url: status.admin_endpoint,
+        admin_url: Some(names.admin_endpoint()),
         admin_token,
         default_class: c.spec.default_storage_class.clone().unwrap_or_else(|| "default".into()),
     }))
@@ -231,6 +237,23 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     if b.spec.deletion_policy == DeletionPolicy::Retain {
+        context::remove_finalizer(api, b, BUCKET_FINALIZER).await?;
+        return Ok(Action::await_change());
+    }
+    // The cluster going too (its deletion, or its namespace's): it waits
+    // for its Buckets, so waiting here for it to serve S3 again would
+    // deadlock. The bucket lives in the cluster's storage and goes with it.
+    let clusters: Api<PredastoreCluster> = Api::namespaced(ctx.client.clone(), ns);
+    if clusters
+        .get_opt(&b.spec.cluster_ref)
+        .await?
+        .is_some_and(|c| c.meta().deletion_timestamp.is_some())
+    {
+        let msg = format!(
+            "cluster {} is being deleted; bucket {name} goes with its storage",
+            b.spec.cluster_ref
+        );
+        ctx.event(b, EventType::Normal, "ClusterDeleting", msg).await;
         context::remove_finalizer(api, b, BUCKET_FINALIZER).await?;
         return Ok(Action::await_change());
     }

@@ -55,14 +55,16 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
     // to clean up.
     let c = context::add_finalizer(&api, &c, CLUSTER_FINALIZER).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut user_credentials = None;
     if let Some(user) = &c.spec.credentials_secret {
         let found = secrets.get_opt(user).await?;
-        let complete = found.as_ref().is_some_and(|s| {
-            let data = s.data.clone().unwrap_or_default();
-            data.contains_key(names::ACCESS_KEY_ID_KEY)
-                && data.contains_key(names::SECRET_ACCESS_KEY_KEY)
+        user_credentials = found.as_ref().and_then(|s| {
+            Some((
+                secret_text(s, names::ACCESS_KEY_ID_KEY)?,
+                secret_text(s, names::SECRET_ACCESS_KEY_KEY)?,
+            ))
         });
-        if !complete {
+        if user_credentials.is_none() {
             let problem = plan::SpecProblem {
                 reason: "CredentialsSecretMissing",
                 message: format!(
@@ -78,27 +80,26 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
         }
     }
 
-    let material = material(&c, &secrets, &names, plan.members).await?;
+    let material = material(&c, &secrets, &names, plan.members, user_credentials).await?;
     let desired = build::desired(&c, &plan, &material);
-    let mut wrote = 0;
-    for o in &desired.secrets {
-        wrote += usize::from(context::apply(&ctx.client, o).await?);
-    }
-    for o in &desired.config_maps {
-        wrote += usize::from(context::apply(&ctx.client, o).await?);
-    }
-    for o in &desired.services {
-        wrote += usize::from(context::apply(&ctx.client, o).await?);
-    }
-    for o in &desired.stateful_sets {
-        wrote += usize::from(context::apply(&ctx.client, o).await?);
-    }
-    for o in &desired.deployments {
-        wrote += usize::from(context::apply(&ctx.client, o).await?);
-    }
-    for o in &desired.pdbs {
-        wrote += usize::from(context::apply(&ctx.client, o).await?);
-    }
+    let wrote = match apply_all(&ctx, &desired).await {
+        Ok(n) => n,
+        Err((what, e)) => {
+            // A refusal (quota, admission, an immutable field) will not go
+            // away by retrying alone: say so in the status, then back off.
+            if let Some(refusal) = refused(&e) {
+                let message = format!("the API server refused {what}: {refusal}");
+                let new = status::apply_failed(&c, message.clone(), &now);
+                if c.status.as_ref().and_then(|s| s.conditions.first()).map(|c| c.reason.as_str())
+                    != Some(status::APPLY_FAILED)
+                {
+                    ctx.event(&c, EventType::Warning, status::APPLY_FAILED, message).await;
+                }
+                context::patch_status(&api, &c, c.status.as_ref(), &new).await?;
+            }
+            return Err(e);
+        }
+    };
     tracing::debug!(cluster = %names.cluster, wrote, "applied");
 
     if let Some(before) = inputs.current_members
@@ -130,6 +131,64 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
     } else {
         ctx.settings.progress_period
     }))
+}
+
+/// Applies every desired object in dependency order; the count written,
+/// or the object that failed and why.
+async fn apply_all(
+    ctx: &Context,
+    d: &build::Desired,
+) -> std::result::Result<usize, (String, context::Error)> {
+    async fn one<K>(ctx: &Context, o: &K) -> std::result::Result<usize, (String, context::Error)>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let what = format!("{} {}", K::kind(&()), o.name_any());
+        context::apply(&ctx.client, o).await.map(usize::from).map_err(|e| (what, e))
+    }
+    let mut wrote = 0;
+    for o in &d.secrets {
+        wrote += one(ctx, o).await?;
+    }
+    for o in &d.config_maps {
+        wrote += one(ctx, o).await?;
+    }
+    for o in &d.services {
+        wrote += one(ctx, o).await?;
+    }
+    for o in &d.stateful_sets {
+        wrote += one(ctx, o).await?;
+    }
+    for o in &d.deployments {
+        wrote += one(ctx, o).await?;
+    }
+    for o in &d.pdbs {
+        wrote += one(ctx, o).await?;
+    }
+    Ok(wrote)
+}
+
+/// The API server's message when it refused a write for a reason retrying
+/// will not fix by itself (4xx but conflicts and rate limits). A namespace
+/// being deleted refuses new objects with a 403 (NamespaceTerminating,
+/// which kube's error type carries only in the message); that is the
+/// deletion in progress, not a broken spec, so it is no condition.
+fn refused(e: &context::Error) -> Option<String> {
+    match e {
+        context::Error::Kube(kube::Error::Api(s))
+            if (400..500).contains(&s.code)
+                && s.code != 409
+                && s.code != 429
+                && !s.message.contains("because it is being terminated") =>
+        {
+            Some(s.message.clone())
+        }
+        _ => None,
+    }
 }
 
 fn scale_down_reported(s: Option<&PredastoreClusterStatus>) -> bool {
@@ -187,6 +246,7 @@ async fn material(
     secrets: &Api<Secret>,
     names: &Names,
     members: usize,
+    user_credentials: Option<(String, String)>,
 ) -> Result<Material> {
     let own = secrets.get_opt(&names.credentials()).await?;
     let admin_token = own
@@ -222,7 +282,12 @@ async fn material(
             certs::ensure(&existing, names, members)?
         }
     };
-    Ok(Material { credentials, admin_token, tls })
+    // Keyed with the admin token (a secret too), so the annotation gives
+    // nobody who can read pod templates a way to test guesses offline.
+    let in_force = credentials.clone().or(user_credentials).unwrap_or_default();
+    let credentials_hash =
+        build::hash_value(&serde_json::json!([admin_token, in_force.0, in_force.1]));
+    Ok(Material { credentials, admin_token, tls, credentials_hash })
 }
 
 async fn observe_readiness(
@@ -252,12 +317,9 @@ async fn observe_readiness(
     };
     let mut seen = Observed { ready_nodes, ready_gateways, ..Observed::default() };
     if ready_gateways > 0 && plan.mode == Mode::Distributed {
-        let base = c
-            .status
-            .as_ref()
-            .and_then(|s| s.admin_endpoint.clone())
-            .unwrap_or_else(|| names.admin_endpoint());
-        match ctx.admin.cluster(&base, &material.admin_token).await {
+        // From the names, never from the status: whoever may write the
+        // status must not be able to point the admin token elsewhere.
+        match ctx.admin.cluster(&names.admin_endpoint(), &material.admin_token).await {
             Ok(info) => {
                 seen.ring_epoch = Some(info.ring_epoch);
                 seen.healthy_nodes = Some(info.nodes.iter().filter(|n| n.healthy).count());

@@ -3,8 +3,9 @@
 //!
 //! - PredastoreCluster: owns its Secrets, ConfigMap, Services,
 //!   StatefulSets, Deployments and PDBs; also wakes on StorageClass changes
-//!   (every cluster offering the class) and Bucket changes (its cluster,
-//!   for the deletion finalizer).
+//!   (every cluster offering the class), Bucket changes (its cluster,
+//!   for the deletion finalizer) and changes of the credentials Secret it
+//!   references.
 //! - Bucket: wakes on its cluster's changes (readiness, endpoint).
 //! - StorageClass: wakes on cluster changes (which classes are in use).
 
@@ -121,7 +122,23 @@ pub async fn run(
             Some(ObjectRef::<PredastoreCluster>::new(&b.spec.cluster_ref).within(&ns))
         });
     let cluster_store = clusters.store();
+    let by_secret = cluster_store.clone();
     let clusters = clusters
+        // A user's credentials Secret carries no label of ours: watch all
+        // Secrets and wake the clusters that reference the changed one,
+        // so a rotation rolls the gateways.
+        .watches(api::<Secret>(&client, ns), wc.clone(), move |s| {
+            let (name, ns) = (s.name_any(), s.namespace());
+            by_secret
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.spec.credentials_secret.as_deref() == Some(name.as_str())
+                        && c.namespace() == ns
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches(Api::<StorageClass>::all(client.clone()), wc.clone(), move |sc| {
             let name = sc.name_any();
             cluster_store

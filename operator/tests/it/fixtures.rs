@@ -70,6 +70,7 @@ pub fn material(members: usize) -> Material {
         credentials: Some(("AKTEST".into(), "secret-test".into())),
         admin_token: "admin-token-test".into(),
         tls,
+        credentials_hash: "credentials-hash-test".into(),
     }
 }
 

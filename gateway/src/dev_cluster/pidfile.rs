@@ -129,6 +129,14 @@ mod tests {
             .spawn()
             .unwrap();
         write(&f, node.id()).unwrap();
+        // Until the child has exec'd, /proc shows the test's command line.
+        let cmdline = format!("/proc/{}/cmdline", node.id());
+        for _ in 0..100 {
+            if std::fs::read(&cmdline).is_ok_and(|c| c.windows(10).any(|w| w == b"--data-dir")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert_eq!(check(&f, &data), PidFile::Running(node.id()));
         node.kill().unwrap();
         node.wait().unwrap();

@@ -255,7 +255,12 @@ impl Operator {
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        // Lines carry whole API errors; their starts say enough.
+        lines[lines.len().saturating_sub(40)..]
+            .iter()
+            .map(|l| l.chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Stops it with SIGTERM (as the kubelet does) and reports whether it

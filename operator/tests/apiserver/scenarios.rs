@@ -120,6 +120,14 @@ fn operator_runs_with_its_own_rbac(env: &Env) {
 
 fn examples_are_accepted_and_reconciled(env: &Env) {
     let a = &env.admin;
+    // The five-node example spreads over at least three zones: two more
+    // (unschedulable, kubelet-less) Nodes give the cluster three.
+    for zone in ["zone-b", "zone-c"] {
+        let node = format!(
+            r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"e2e-{zone}","labels":{{"topology.kubernetes.io/zone":"{zone}"}}}},"spec":{{"unschedulable":true}}}}"#
+        );
+        a.apply(&node).unwrap();
+    }
     for file in [
         "storage-classes.yaml",
         "fs-dev-cluster.yaml",
@@ -138,7 +146,8 @@ fn examples_are_accepted_and_reconciled(env: &Env) {
         assert!(at(&c, "status.phase").is_string(), "{name} has no phase: {c}");
         assert!(
             c["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()),
-            "{name}: no finalizer"
+            "{name}: no finalizer: {}",
+            c["status"]
         );
         let uid = c["metadata"]["uid"].clone();
         let children = owned(a, "default", &name);

@@ -566,15 +566,16 @@ impl Builder<'_> {
         }))
     }
 
-    /// Voluntary disruptions of nodes never exceed what the weakest class
-    /// and the Raft quorum can lose ([`Plan::tolerance`]); 0 blocks drains
-    /// of a cluster that cannot lose a node.
+    /// Voluntary disruptions of nodes never stop writes: at most what every
+    /// class's write quorum and the Raft quorum can lose
+    /// ([`Plan::write_tolerance`]); 0 blocks drains of a cluster that
+    /// cannot lose a node and keep writing.
     fn nodes_pdb(&self) -> PodDisruptionBudget {
         typed(json!({
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": self.meta_json(self.names.nodes_pdb(), Component::Node),
             "spec": {
-                "maxUnavailable": self.plan.tolerance(),
+                "maxUnavailable": self.plan.write_tolerance(),
                 "selector": {"matchLabels": names::selector(self.names, Component::Node)},
             },
         }))

@@ -118,8 +118,8 @@ impl Metrics {
     }
 }
 
-/// Periods the reconcilers requeue after.
-#[derive(Debug, Clone, Copy)]
+/// Periods the reconcilers requeue after, and where gateways are reached.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Refresh of Bucket usage (`Objects`, `Size`). Default 60 s.
     pub usage_period: Duration,
@@ -127,6 +127,31 @@ pub struct Settings {
     pub ready_period: Duration,
     /// Recheck of a cluster still converging. Default 15 s.
     pub progress_period: Duration,
+    /// Where every cluster's gateway is reached, instead of its Service's
+    /// DNS name: for an operator running outside Kubernetes against one
+    /// port-forwarded cluster, and for tests with an in-process gateway.
+    /// Set by whoever starts the operator, never read from an object, so
+    /// credentials only go where the operator's own configuration says.
+    pub gateway_urls: Option<GatewayUrls>,
+}
+
+/// A gateway's S3 and admin base URLs.
+#[derive(Clone, Debug)]
+pub struct GatewayUrls {
+    /// S3 API, e.g. `http://127.0.0.1:9000`.
+    pub s3: String,
+    /// Admin API, e.g. `http://127.0.0.1:9001`.
+    pub admin: String,
+}
+
+impl Settings {
+    /// The gateway URLs of the cluster named by `names`.
+    pub fn gateway(&self, names: &crate::names::Names) -> GatewayUrls {
+        self.gateway_urls.clone().unwrap_or_else(|| GatewayUrls {
+            s3: names.s3_endpoint(),
+            admin: names.admin_endpoint(),
+        })
+    }
 }
 
 impl Default for Settings {
@@ -135,6 +160,7 @@ impl Default for Settings {
             usage_period: Duration::from_secs(60),
             ready_period: Duration::from_secs(300),
             progress_period: Duration::from_secs(15),
+            gateway_urls: None,
         }
     }
 }

@@ -95,6 +95,21 @@ impl Plan {
             }
         }
     }
+
+    /// Nodes that may be down while every class still takes writes: a
+    /// chunk's k + m shards go to distinct nodes and a write needs its
+    /// write quorum of them, so each class loses writes past
+    /// `k + m - quorum` nodes down (RS(3,2), quorum 4: one), and Raft past
+    /// its slack. Voluntary disruptions (the node PDB) stay within this,
+    /// so a drain never stops writes.
+    pub fn write_tolerance(&self) -> usize {
+        let writes = self.classes.iter().map(|c| {
+            let e = &c.erasure;
+            usize::from(e.data_shards + e.parity_shards)
+                .saturating_sub(usize::from(e.write_quorum()))
+        });
+        self.tolerance().min(writes.min().unwrap_or(0))
+    }
 }
 
 /// Why a spec is rejected; the message says what to change and which
@@ -404,6 +419,25 @@ mod tests {
         let p = plan(&spec(Mode::Distributed, 5, 3, 2), &PlanInputs::default()).unwrap();
         assert_eq!(p.tolerance(), 2);
         assert_eq!(redundancy(2, 5, 4), 1);
+    }
+
+    #[test]
+    fn drains_keep_the_write_quorum() {
+        let rs21 = plan(&spec(Mode::Distributed, 3, 2, 1), &PlanInputs::default()).unwrap();
+        assert_eq!(rs21.write_tolerance(), 1, "RS(2,1) writes with 2 of 3");
+        let rs32 = plan(&spec(Mode::Distributed, 5, 3, 2), &PlanInputs::default()).unwrap();
+        assert_eq!(rs32.tolerance(), 2, "reads survive two");
+        assert_eq!(rs32.write_tolerance(), 1, "writes need 4 of 5 shards");
+        let mut relaxed = spec(Mode::Distributed, 5, 3, 2);
+        relaxed.default_storage_class = Some("rs-3-2-w3".into());
+        let mut inputs = PlanInputs::default();
+        inputs
+            .classes
+            .insert("rs-3-2-w3".into(), StorageClassSpec { write_quorum: Some(3), ..class(3, 2) });
+        let relaxed = plan(&relaxed, &inputs).unwrap();
+        assert_eq!(relaxed.write_tolerance(), 2, "writeQuorum 3 keeps writing with two down");
+        let fs = plan(&spec(Mode::Fs, 1, 2, 1), &PlanInputs::default()).unwrap();
+        assert_eq!(fs.write_tolerance(), 0);
     }
 
     #[test]

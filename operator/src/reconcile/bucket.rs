@@ -185,10 +185,11 @@ async fn connect(
     let status = c.status.clone().unwrap_or_default();
     let ready = matches!(status.phase.as_deref(), Some(phase::READY | phase::DEGRADED));
     let names = Names::of(&c);
-    // Endpoints come from the names, never from the status: whoever may
-    // write the status must not be able to send the root credentials or
-    // the admin token elsewhere.
-    let Some(url) = ready.then(|| names.s3_endpoint()) else {
+    // Endpoints come from the names (or the operator's own settings),
+    // never from the status: whoever may write the status must not be
+    // able to send the root credentials or the admin token elsewhere.
+    let urls = ctx.settings.gateway(&names);
+    let Some(url) = ready.then(|| urls.s3.clone()) else {
         return Ok(Err(Blocked {
             reason: "ClusterNotReady",
             message: format!("waiting for PredastoreCluster {cluster_name} to be Ready"),
@@ -219,7 +220,7 @@ async fn connect(
     Ok(Ok(Endpoint {
         s3: S3::new(&url, &id, &secret),
         url,
-        admin_url: Some(names.admin_endpoint()),
+        admin_url: Some(urls.admin),
         admin_token,
         default_class: c.spec.default_storage_class.clone().unwrap_or_else(|| "default".into()),
     }))

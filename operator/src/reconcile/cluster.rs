@@ -319,7 +319,7 @@ async fn observe_readiness(
     if ready_gateways > 0 && plan.mode == Mode::Distributed {
         // From the names, never from the status: whoever may write the
         // status must not be able to point the admin token elsewhere.
-        match ctx.admin.cluster(&names.admin_endpoint(), &material.admin_token).await {
+        match ctx.admin.cluster(&ctx.settings.gateway(names).admin, &material.admin_token).await {
             Ok(info) => {
                 seen.ring_epoch = Some(info.ring_epoch);
                 seen.healthy_nodes = Some(info.nodes.iter().filter(|n| n.healthy).count());

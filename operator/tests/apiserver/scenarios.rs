@@ -160,6 +160,13 @@ fn examples_are_accepted_and_reconciled(env: &Env) {
         for want in wanted {
             assert!(kinds.iter().any(|k| k.starts_with(want)), "{name}: no {want} among {kinds:?}");
         }
+        // The node PDB keeps every class writing through a drain: the
+        // five-node RS(3,2) example (write quorum 4) allows one node out,
+        // though reads would survive two.
+        if name == "prod" {
+            let pdb = children.iter().find(|c| c["kind"] == "PodDisruptionBudget").unwrap();
+            assert_eq!(at(pdb, "spec.maxUnavailable"), 1, "prod's node PDB: {pdb}");
+        }
         for child in &children {
             let refs = child["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
             assert!(

@@ -9,6 +9,7 @@ use kube::{Client, ResourceExt};
 use predastore_core::config::{AuthConfig, GatewayConfig};
 use predastore_gateway::server::Gateway;
 use predastore_operator::admin::HttpAdmin;
+use predastore_operator::context::{GatewayUrls, Settings};
 use predastore_operator::crd::Bucket;
 use predastore_operator::reconcile::bucket;
 use predastore_operator::s3::S3;
@@ -42,8 +43,9 @@ async fn gateway() -> Env {
     Env { gw: Gateway::start(config).await.unwrap(), _dir: dir }
 }
 
-/// A Ready cluster whose status points at the in-process gateway, its
-/// credentials Secret, and `extra` objects.
+/// A Ready cluster (its status points at the in-process gateway, but the
+/// operator goes by its own settings: see `reconcile`), its credentials
+/// Secret, and `extra` objects.
 fn seed(env: &Env, extra: Vec<Value>) -> Vec<Value> {
     let b64 = |s: &str| {
         use base64::Engine;
@@ -82,10 +84,16 @@ fn deleting(name: &str, spec: Value) -> Value {
     b
 }
 
-async fn reconcile(client: &Client, name: &str) -> Option<Bucket> {
+async fn reconcile(env: &Env, client: &Client, name: &str) -> Option<Bucket> {
     let api: Api<Bucket> = Api::namespaced(client.clone(), NS);
     let b = Arc::new(api.get(name).await.unwrap());
-    let ctx = fixtures::context(client.clone(), Arc::new(HttpAdmin::new()));
+    // The in-process gateway stands in for the cluster's Service.
+    let urls = GatewayUrls {
+        s3: format!("http://{}", env.gw.s3_addr()),
+        admin: format!("http://{}", env.gw.admin_addr()),
+    };
+    let settings = Settings { gateway_urls: Some(urls), ..Settings::default() };
+    let ctx = fixtures::context_with(client.clone(), Arc::new(HttpAdmin::new()), settings);
     bucket::reconcile(b, ctx).await.expect("bucket reconcile succeeds");
     api.get_opt(name).await.unwrap()
 }
@@ -121,7 +129,7 @@ async fn public_bucket_is_created_ready_and_readable_anonymously() {
         ],
     ))
     .await;
-    let b = reconcile(&client, "downloads").await.unwrap();
+    let b = reconcile(&env, &client, "downloads").await.unwrap();
     let s = b.status.clone().unwrap();
     assert_eq!(s.phase.as_deref(), Some("Ready"), "{s:?}");
     assert_eq!(s.endpoint, Some(format!("http://{}/downloads", env.gw.s3_addr())));
@@ -140,10 +148,10 @@ async fn public_bucket_is_created_ready_and_readable_anonymously() {
     assert_eq!(anonymous_get(&env, "downloads/a.txt").await, 200);
 
     // Usage refresh: Objects and Size from the admin API.
-    let s = reconcile(&client, "downloads").await.unwrap().status.unwrap();
+    let s = reconcile(&env, &client, "downloads").await.unwrap().status.unwrap();
     assert_eq!((s.objects, s.bytes, s.size.as_deref()), (Some(1), Some(5), Some("5 B")));
 
-    let p = reconcile(&client, "private").await.unwrap();
+    let p = reconcile(&env, &client, "private").await.unwrap();
     assert_eq!(p.status.as_ref().unwrap().bucket_name.as_deref(), Some("secret-stuff"));
     client_s3
         .put_object()
@@ -163,7 +171,7 @@ async fn delete_policy_waits_for_empty_then_deletes() {
     let spec = json!({"clusterRef": "dev", "deletionPolicy": "Delete"});
     let (client, _) =
         fixtures::api_server(seed(&env, vec![bucket_obj("temp", spec.clone())])).await;
-    reconcile(&client, "temp").await.unwrap();
+    reconcile(&env, &client, "temp").await.unwrap();
     let ops = S3::new(&format!("http://{}", env.gw.s3_addr()), AK, SK);
     s3(&env)
         .put_object()
@@ -176,13 +184,13 @@ async fn delete_policy_waits_for_empty_then_deletes() {
 
     // kubectl delete: the API server keeps the object while the finalizer holds.
     let (client, _) = fixtures::api_server(seed(&env, vec![deleting("temp", spec)])).await;
-    let b = reconcile(&client, "temp").await.expect("finalizer stays while not empty");
+    let b = reconcile(&env, &client, "temp").await.expect("finalizer stays while not empty");
     assert_eq!(reason(&b), "BucketNotEmpty");
     assert_eq!(b.status.as_ref().unwrap().phase.as_deref(), Some("Deleting"));
     assert!(!ops.ensure_bucket("temp").await.unwrap(), "bucket still there");
 
     s3(&env).delete_object().bucket("temp").key("k").send().await.unwrap();
-    assert!(reconcile(&client, "temp").await.is_none(), "finalizer removed");
+    assert!(reconcile(&env, &client, "temp").await.is_none(), "finalizer removed");
     let head = s3(&env).head_bucket().bucket("temp").send().await;
     assert!(head.is_err(), "bucket deleted in S3");
     env.gw.shutdown().await;
@@ -194,9 +202,9 @@ async fn retain_policy_keeps_the_bucket() {
     let spec = json!({"clusterRef": "dev"});
     let (client, _) =
         fixtures::api_server(seed(&env, vec![bucket_obj("keep", spec.clone())])).await;
-    reconcile(&client, "keep").await.unwrap();
+    reconcile(&env, &client, "keep").await.unwrap();
     let (client, _) = fixtures::api_server(seed(&env, vec![deleting("keep", spec)])).await;
-    assert!(reconcile(&client, "keep").await.is_none(), "finalizer removed");
+    assert!(reconcile(&env, &client, "keep").await.is_none(), "finalizer removed");
     s3(&env).head_bucket().bucket("keep").send().await.expect("bucket kept");
     env.gw.shutdown().await;
 }
@@ -213,13 +221,13 @@ async fn invalid_names_and_unready_clusters_give_conditions() {
         ],
     ))
     .await;
-    let b = reconcile(&client, "bad").await.unwrap();
+    let b = reconcile(&env, &client, "bad").await.unwrap();
     assert_eq!(reason(&b), "InvalidBucketName");
     assert!(b.status.as_ref().unwrap().conditions[0].message.contains("Bad_Name"));
     assert!(b.finalizers().is_empty(), "nothing to clean up, no finalizer");
     assert!(writes.log().iter().all(|w| !w.starts_with("patch bad")));
-    assert_eq!(reason(&reconcile(&client, "orphan").await.unwrap()), "ClusterNotFound");
-    assert_eq!(reason(&reconcile(&client, "gold").await.unwrap()), "UnknownStorageClass");
+    assert_eq!(reason(&reconcile(&env, &client, "orphan").await.unwrap()), "ClusterNotFound");
+    assert_eq!(reason(&reconcile(&env, &client, "gold").await.unwrap()), "UnknownStorageClass");
     let listed = s3(&env).list_buckets().send().await.unwrap();
     assert!(listed.buckets().is_empty(), "no S3 bucket was made");
     env.gw.shutdown().await;

@@ -187,5 +187,14 @@ impl GatewayAdmin for FakeAdmin {
 
 /// A reconcile context over `client` with `admin`.
 pub fn context(client: Client, admin: Arc<dyn GatewayAdmin>) -> Arc<Context> {
-    Arc::new(Context::new(client, admin, Arc::new(Metrics::default()), Settings::default()))
+    context_with(client, admin, Settings::default())
+}
+
+/// A reconcile context with `settings`.
+pub fn context_with(
+    client: Client,
+    admin: Arc<dyn GatewayAdmin>,
+    settings: Settings,
+) -> Arc<Context> {
+    Arc::new(Context::new(client, admin, Arc::new(Metrics::default()), settings))
 }

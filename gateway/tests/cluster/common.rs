@@ -15,7 +15,14 @@ use predastore_gateway::dev_cluster::{DevCluster, DevClusterOptions, NodeCommand
 pub struct TestCluster {
     pub c: DevCluster,
     pub dir: tempfile::TempDir,
+    _turn: tokio::sync::SemaphorePermit<'static>,
 }
+
+/// One cluster at a time: each runs 3–5 node processes with quick Raft
+/// timings, and two such clusters starving each other on two cores lost
+/// their leaders for longer than the tests' bounds (seen in CI on a new
+/// machine). The suite tests fault handling, not CPU starvation.
+static TURN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// How node processes are run: the gateway binary carries the node.
 pub fn node_command() -> NodeCommand {
@@ -39,9 +46,10 @@ pub fn options(dir: &std::path::Path, nodes: usize, k: u8, m: u8, chunk: u64) ->
 impl TestCluster {
     /// Starts nodes and an in-process gateway.
     pub async fn start(nodes: usize, k: u8, m: u8, chunk: u64) -> Self {
+        let _turn = TURN.acquire().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let c = DevCluster::start(options(dir.path(), nodes, k, m, chunk)).await.unwrap();
-        Self { c, dir }
+        Self { c, dir, _turn }
     }
 
     /// The usual fixture: 3 nodes, RS(2,1), 1 MiB chunks, a retrying
@@ -55,9 +63,10 @@ impl TestCluster {
 
     /// Starts with the caller's options (built with [`options`]).
     pub async fn start_with(f: impl FnOnce(&std::path::Path) -> DevClusterOptions) -> Self {
+        let _turn = TURN.acquire().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let c = DevCluster::start(f(dir.path())).await.unwrap();
-        Self { c, dir }
+        Self { c, dir, _turn }
     }
 
     pub fn endpoint(&self) -> String {

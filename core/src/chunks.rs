@@ -110,6 +110,26 @@ pub struct WrittenObject {
     pub size: u64,
 }
 
+impl WrittenObject {
+    /// How many more shard (node) losses every chunk survives as written:
+    /// parity minus the chunk's missing shards, the least over chunks
+    /// (`None` without chunks). What an acknowledged write promises until
+    /// repair restores the missing shards.
+    pub fn survives(&self) -> Option<u8> {
+        self.chunks
+            .iter()
+            .map(|c| {
+                let missing = self
+                    .missing
+                    .iter()
+                    .filter(|s| s.shard.object == c.object && s.shard.chunk == c.chunk)
+                    .count();
+                c.parity_shards.saturating_sub(u8::try_from(missing).unwrap_or(u8::MAX))
+            })
+            .min()
+    }
+}
+
 /// What a scrub found of one shard ([`DataPath::check_chunk`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardHealth {
@@ -893,5 +913,39 @@ impl DataPath {
             ));
         }
         Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(chunk: u32, parity: u8) -> ChunkLayout {
+        ChunkLayout {
+            object: 9,
+            chunk,
+            len: 1,
+            data_shards: 2,
+            parity_shards: parity,
+            shard_len: 1,
+            nodes: vec![0, 1, 2, 3],
+            ring_epoch: 1,
+        }
+    }
+
+    fn missing(chunk: u32, index: u8) -> MissingShard {
+        MissingShard { shard: ShardId { object: 9, chunk, index }, node: 0, reason: "down".into() }
+    }
+
+    #[test]
+    fn an_acknowledged_write_survives_its_least_protected_chunk() {
+        let mut w =
+            WrittenObject { chunks: vec![layout(0, 2), layout(1, 2)], ..Default::default() };
+        assert_eq!(w.survives(), Some(2), "all shards written: m more losses");
+        w.missing = vec![missing(1, 3)];
+        assert_eq!(w.survives(), Some(1), "chunk 1 lost a shard");
+        w.missing.push(missing(1, 0));
+        assert_eq!(w.survives(), Some(0), "chunk 1 has no redundancy left");
+        assert_eq!(WrittenObject::default().survives(), None);
     }
 }

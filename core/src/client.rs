@@ -419,7 +419,10 @@ fn map_code(node: u64, shard: Option<ShardId>, code: ErrorCode, reason: String) 
         ErrorCode::BadRequest | ErrorCode::InvalidRange | ErrorCode::Forbidden => {
             ShardError::Rejected { node, reason }
         }
-        ErrorCode::Internal | ErrorCode::ShuttingDown | ErrorCode::Other(_) => {
+        ErrorCode::Internal
+        | ErrorCode::ShuttingDown
+        | ErrorCode::NotAdmitted
+        | ErrorCode::Other(_) => {
             ShardError::Unavailable { node, reason: format!("{code:?}: {reason}") }
         }
     }

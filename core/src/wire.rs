@@ -137,6 +137,10 @@ pub enum ErrorCode {
     /// The peer may not make this request (e.g. a Raft RPC from a
     /// certificate that does not name the claimed sender). Added with v2.
     Forbidden,
+    /// The node started with an empty Raft store and takes no part in
+    /// Raft until the group's leader has admitted it (it may be a wiped
+    /// member; see the node's `meta::admission`). Added with v2.
+    NotAdmitted,
     /// A code this build does not know (from a newer peer).
     Other(u8),
 }
@@ -153,6 +157,7 @@ impl ErrorCode {
             Self::ShuttingDown => 6,
             Self::InvalidRange => 7,
             Self::Forbidden => 8,
+            Self::NotAdmitted => 9,
             Self::Other(c) => c,
         }
     }
@@ -168,6 +173,7 @@ impl ErrorCode {
             6 => Self::ShuttingDown,
             7 => Self::InvalidRange,
             8 => Self::Forbidden,
+            9 => Self::NotAdmitted,
             c => Self::Other(c),
         }
     }
@@ -389,6 +395,12 @@ pub enum RaftRpc {
     Vote,
     /// One chunk of InstallSnapshot.
     InstallSnapshot,
+    /// What the peer knows of the group (asked by a node whose Raft store
+    /// is empty, before it takes part).
+    Probe,
+    /// A node whose Raft store was empty asks the leader to admit it (as a
+    /// learner first, if it was a voter).
+    Rejoin,
 }
 
 impl RaftRpc {
@@ -397,6 +409,8 @@ impl RaftRpc {
             Self::AppendEntries => 1,
             Self::Vote => 2,
             Self::InstallSnapshot => 3,
+            Self::Probe => 4,
+            Self::Rejoin => 5,
         }
     }
     fn from_u8(v: u8) -> Result<Self, WireError> {
@@ -404,6 +418,8 @@ impl RaftRpc {
             1 => Ok(Self::AppendEntries),
             2 => Ok(Self::Vote),
             3 => Ok(Self::InstallSnapshot),
+            4 => Ok(Self::Probe),
+            5 => Ok(Self::Rejoin),
             _ => Err(WireError::Malformed("raft rpc kind")),
         }
     }

@@ -182,6 +182,9 @@ fn sample_v2_requests() -> Vec<MetaFrameRequest> {
         MetaFrameRequest::Raft { from: 1, rpc: RaftRpc::Vote, len: 30 },
         MetaFrameRequest::Raft { from: 2, rpc: RaftRpc::InstallSnapshot, len: 3 << 20 },
         MetaFrameRequest::Meta { len: 77 },
+        // Added with admission (same version: new kinds, old ones unchanged).
+        MetaFrameRequest::Raft { from: 4, rpc: RaftRpc::Probe, len: 0 },
+        MetaFrameRequest::Raft { from: 5, rpc: RaftRpc::Rejoin, len: 0 },
     ]
 }
 
@@ -189,6 +192,7 @@ fn sample_v2_responses() -> Vec<MetaFrameResponse> {
     vec![
         MetaFrameResponse::Reply { len: 9 },
         MetaFrameResponse::Error { code: ErrorCode::Forbidden, message: "not node 1".into() },
+        MetaFrameResponse::Error { code: ErrorCode::NotAdmitted, message: "rejoining".into() },
     ]
 }
 

@@ -59,6 +59,11 @@ pub struct Metrics {
     pub scrub_last_pass: Gauge,
     /// Objects a GET found below full redundancy and that were healed.
     pub healed_on_read: Counter,
+    /// Acknowledged writes (objects, parts) that left shards for repair.
+    pub writes_below_full: Counter,
+    /// Acknowledged writes with a chunk that survives no further loss
+    /// until repaired (RS(k, 1) at its default quorum with a node down).
+    pub writes_unprotected: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -103,6 +108,8 @@ impl Metrics {
         let scrub_rebuilt_shards = Counter::default();
         let scrub_last_pass = Gauge::default();
         let healed_on_read = Counter::default();
+        let writes_below_full = Counter::default();
+        let writes_unprotected = Counter::default();
         registry.register(
             "shard_duration_seconds",
             "Shard puts and gets by node and outcome (distributed mode)",
@@ -154,6 +161,16 @@ impl Metrics {
             "Objects a GET read around a lost shard of, scrubbed at once",
             healed_on_read.clone(),
         );
+        registry.register(
+            "writes_below_full_redundancy",
+            "Acknowledged writes that left shards missing, for repair",
+            writes_below_full.clone(),
+        );
+        registry.register(
+            "writes_without_redundancy",
+            "Acknowledged writes with a chunk that survives no further node loss until repaired",
+            writes_unprotected.clone(),
+        );
         Self {
             registry,
             requests,
@@ -173,6 +190,8 @@ impl Metrics {
             scrub_rebuilt_shards,
             scrub_last_pass,
             healed_on_read,
+            writes_below_full,
+            writes_unprotected,
         }
     }
 

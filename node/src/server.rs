@@ -414,7 +414,11 @@ async fn serve_v2(
                     (op, "ok")
                 }
                 Err((code, message)) => {
-                    tracing::warn!(from, %message, "refused a Raft RPC");
+                    if code == ErrorCode::NotAdmitted {
+                        tracing::debug!(from, %message, "refused a Raft RPC");
+                    } else {
+                        tracing::warn!(from, %message, "refused a Raft RPC");
+                    }
                     reply_v2_error(send, code, message).await;
                     (op, if code == ErrorCode::Forbidden { "forbidden" } else { "bad_request" })
                 }

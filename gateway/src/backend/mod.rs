@@ -126,6 +126,11 @@ pub struct StorageClassView {
     pub name: String,
     pub data_shards: u8,
     pub parity_shards: u8,
+    /// Durable shards per chunk before a write is acknowledged.
+    pub write_quorum: u8,
+    /// Node losses an acknowledged write survives at worst until repaired
+    /// (`write_quorum - data_shards`; 0 for RS(k, 1) at its default).
+    pub acked_write_survives: u8,
 }
 
 /// What one repair pass found and did (`POST /admin/v1/repair`). A
@@ -468,6 +473,8 @@ pub trait Backend: Send + Sync + 'static {
                 name: "STANDARD".into(),
                 data_shards: 1,
                 parity_shards: 0,
+                write_quorum: 1,
+                acked_write_survives: 0,
             }],
         }
     }

@@ -205,8 +205,11 @@ impl DevCluster {
         DevClusterError::NodeExited { id, status: describe(status), log, tail }
     }
 
-    /// Waits until every running node names the same leader, and that
-    /// leader has committed the ring (gateways place data by it).
+    /// Waits until every running node names the same leader, that leader
+    /// has committed the ring (gateways place data by it) and has no
+    /// learners left (a node that probed its peers only after the first
+    /// election joins as a learner for a moment; see the node's
+    /// `meta::admission`).
     async fn wait_leader(&self, deadline: Instant) -> Result<()> {
         loop {
             for (id, p) in &self.nodes {
@@ -216,6 +219,7 @@ impl DevCluster {
             }
             let mut leaders = Vec::new();
             let mut ring = 0;
+            let mut learners = true;
             for id in self.nodes.keys() {
                 let s = self.status(*id).await;
                 leaders.push(s.as_ref().and_then(|s| s.leader));
@@ -223,13 +227,14 @@ impl DevCluster {
                     && s.role == "leader"
                 {
                     ring = s.ring_epoch;
+                    learners = !s.learners.is_empty();
                 }
             }
             let agreed =
                 leaders.first().copied().flatten().filter(|l| {
                     leaders.iter().all(|x| *x == Some(*l)) && self.nodes.contains_key(l)
                 });
-            if agreed.is_some() && ring > 0 {
+            if agreed.is_some() && ring > 0 && !learners {
                 return Ok(());
             }
             self.check_deadline("the Raft leader", deadline)?;

@@ -13,6 +13,15 @@ async fn repair_now(gw: &Gateway) -> serde_json::Value {
     admin(gw, reqwest::Method::POST, "repair").await
 }
 
+/// (writes acknowledged below full redundancy, with none left).
+async fn redundancy_counters(gw: &Gateway) -> (f64, f64) {
+    let m = gw_metrics(gw).await;
+    (
+        counter(&m, "predastore_gateway_writes_below_full_redundancy_total"),
+        counter(&m, "predastore_gateway_writes_without_redundancy_total"),
+    )
+}
+
 async fn last_repair(gw: &Gateway) -> serde_json::Value {
     admin(gw, reqwest::Method::GET, "repair").await["last"].clone()
 }
@@ -21,6 +30,13 @@ async fn last_repair(gw: &Gateway) -> serde_json::Value {
 async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     let (mut t, gw, s3) = admin_cluster(|d| d.repair_interval_secs = 1).await;
     s3.create_bucket().bucket("heal").send().await.unwrap();
+    // The promise, stated: RS(2,1) acknowledges with 2 durable shards, so
+    // an acknowledged write survives no further loss at worst.
+    let cluster = admin(&gw, reqwest::Method::GET, "cluster").await;
+    let standard = &cluster["storage_classes"][0];
+    assert_eq!(standard["write_quorum"], 2, "{cluster}");
+    assert_eq!(standard["acked_write_survives"], 0, "{cluster}");
+    let (below, bare) = redundancy_counters(&gw).await;
 
     // Node 2 is down: every chunk written now lacks its shard there.
     t.c.kill_node(2).await.unwrap();
@@ -37,6 +53,32 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
         .await
         .unwrap();
     let before = s3.head_object().bucket("heal").key("plain").send().await.unwrap();
+    // Each acknowledged write (the object, two parts) was counted as
+    // having no redundancy left (the counters are per process: other
+    // tests' gateways may add to them).
+    let (below_now, bare_now) = redundancy_counters(&gw).await;
+    assert!(below_now - below >= 3.0 && bare_now - bare >= 3.0, "{below_now} {bare_now}");
+    // And it has none, for real: node 1 loses its shards of every first
+    // chunk (moved aside) and "plain" cannot be read; the GET fails, it
+    // never returns wrong bytes.
+    let firsts: Vec<_> = files_under(&t.c.layout().node_data(1).join("shards"))
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("-00000000-"))
+        .collect();
+    assert!(!firsts.is_empty());
+    for p in &firsts {
+        std::fs::rename(p, p.with_extension("aside")).unwrap();
+    }
+    let lost: Result<bytes::Bytes, String> =
+        match s3.get_object().bucket("heal").key("plain").send().await {
+            Ok(o) => o.body.collect().await.map(|b| b.into_bytes()).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{e:?}")),
+        };
+    assert!(!lost.is_ok_and(|b| b == plain), "a read needing a lost shard must fail");
+    for p in &firsts {
+        std::fs::rename(p.with_extension("aside"), p).unwrap();
+    }
+    assert!(get(&s3, "heal", "plain", None).await == plain);
 
     // Nothing can be rebuilt while the node is away.
     let r = repair_now(&gw).await;

@@ -1,13 +1,11 @@
 //! Membership from the cluster file.
 //!
-//! - **Forming.** On a node whose store was never initialized, the node
-//!   with the lowest id in the cluster file initializes the group with the
-//!   first five ids as voters; every other node waits to be contacted.
-//!   All nodes starting at once therefore form exactly one group, and a
-//!   restart never initializes again (openraft refuses a second init).
-//!   Limitation: if the lowest-id node is wiped and restarted while the
-//!   others hold the group, it would form a second group; replace a wiped
-//!   node under a new id.
+//! - **Forming.** When [`super::admission`] finds a first start (every
+//!   node of the file answers, none holds a group), the node with the
+//!   lowest id initializes the group with the first five ids as voters;
+//!   every other node waits to be contacted. A restart never initializes
+//!   again, and a wiped node (even the lowest id) rejoins the group it
+//!   finds instead of forming a second one.
 //! - **Following the file.** The leader re-reads the file every
 //!   [`TICK`] and takes one step at a time toward it ([`plan`], pure):
 //!   commit a new ring epoch when the committed ring's members differ from
@@ -136,7 +134,7 @@ fn desired_classes(file: &ClusterFile) -> Vec<StorageClassRecord> {
 /// Forms the group if this node is the one to, then follows the file
 /// while leading, until `stop`.
 pub async fn run(svc: Arc<MetaService>, file: PathBuf, stop: CancellationToken) {
-    bootstrap(&svc, &file).await;
+    super::admission::run(&svc, &file, &stop).await;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -160,8 +158,9 @@ pub async fn run(svc: Arc<MetaService>, file: PathBuf, stop: CancellationToken) 
     }
 }
 
-async fn bootstrap(svc: &MetaService, file: &std::path::Path) {
-    let Ok(cluster) = ClusterFile::load(file) else { return };
+/// Forms the group with the first five ids as voters, on the lowest id
+/// of a first start ([`super::admission`] decides that it is one).
+pub(super) async fn bootstrap(svc: &MetaService, cluster: &ClusterFile) {
     let lowest = cluster.nodes.iter().map(|n| n.id).min();
     if lowest != Some(svc.id) {
         return;

@@ -4,6 +4,8 @@
 //! - [`store`]: log, vote, state machine and snapshots in sled.
 //! - [`state`]: what commands do and queries read (pure).
 //! - [`network`]: Raft RPCs over the node's QUIC endpoint (wire v2).
+//! - [`admission`]: when a node with an empty store may take part (a
+//!   wiped member rejoins as a learner; nobody forms a second group).
 //! - [`membership`]: forming the group and following the cluster file.
 //!
 //! Writes arrive at the leader one by one; a batcher folds whatever is
@@ -18,6 +20,7 @@
 //! [`RaftOptions::write_timeout`] is answered `NoQuorum` too (it may still
 //! commit; retrying under the same request id is safe).
 
+pub mod admission;
 pub mod membership;
 pub mod network;
 pub mod state;
@@ -26,11 +29,12 @@ pub mod store;
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use predastore_core::meta::{self, Command, MetaError, MetaRequest, MetaResult, Query, Reply};
 use predastore_core::transport::Connector;
 use predastore_core::wire::RaftRpc;
@@ -140,6 +144,17 @@ pub struct MetaService {
     proposals: mpsc::Sender<Pending>,
     opts: RaftOptions,
     stop: CancellationToken,
+    connector: Arc<Connector>,
+    /// False while a node that started with an empty store waits for
+    /// [`admission`]; it then serves no Raft RPC but probes.
+    admitted: AtomicBool,
+    /// Raft RPCs of an older term are refused (set at admission: the
+    /// leader's term when it readmitted this node).
+    min_term: AtomicU64,
+    /// Vote requests of an older term are refused: after a rejoin, one
+    /// past the readmitting leader's term (this node may have voted in
+    /// that term before its wipe; voting again could make two leaders).
+    min_vote_term: AtomicU64,
 }
 
 /// `/status` of a node.
@@ -171,6 +186,14 @@ pub struct Status {
     pub ring_epoch: u64,
     /// Set when the Raft group stopped on an error (e.g. a corrupt store).
     pub fatal: Option<String>,
+    /// False while this node, started with an empty store, waits to be
+    /// admitted to the group (see `meta::admission`).
+    #[serde(default = "yes")]
+    pub admitted: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn now_ms() -> u64 {
@@ -192,13 +215,25 @@ impl MetaService {
             .await?
             .context("opening the metadata store")?;
         let config = Arc::new(opts.config(&cluster.cluster_id)?);
-        let net = network::Network::new(id, connector);
+        let net = network::Network::new(id, Arc::clone(&connector));
         let raft = Raft::new(id, config, net, db.log_store(), db.state_machine())
             .await
             .context("starting raft")?;
+        let admitted = raft.is_initialized().await.context("reading the raft state")?;
         let (tx, rx) = mpsc::channel(4096);
         let stop = CancellationToken::new();
-        let svc = Arc::new(Self { id, raft: raft.clone(), db, proposals: tx, opts, stop });
+        let svc = Arc::new(Self {
+            id,
+            raft: raft.clone(),
+            db,
+            proposals: tx,
+            opts,
+            stop,
+            connector,
+            admitted: AtomicBool::new(admitted),
+            min_term: AtomicU64::new(0),
+            min_vote_term: AtomicU64::new(0),
+        });
         tokio::spawn(batcher(raft, rx));
         tokio::spawn(membership::run(Arc::clone(&svc), cluster_file, svc.stop.clone()));
         Ok(svc)
@@ -217,6 +252,110 @@ impl MetaService {
     /// The local store.
     pub fn db(&self) -> &MetaDb {
         &self.db
+    }
+
+    /// Dials peers as this node, for admission RPCs.
+    fn network(&self) -> network::Network {
+        network::Network::new(self.id, Arc::clone(&self.connector))
+    }
+
+    /// Whether this node takes part in Raft (see [`admission`]).
+    pub fn admitted(&self) -> bool {
+        self.admitted.load(Ordering::SeqCst)
+    }
+
+    /// Lets this node take part, refusing RPCs of terms below `min_term`
+    /// and votes below `min_vote_term`.
+    fn admit(&self, min_term: u64, min_vote_term: u64) {
+        self.min_term.store(min_term, Ordering::SeqCst);
+        self.min_vote_term.store(min_vote_term, Ordering::SeqCst);
+        self.admitted.store(true, Ordering::SeqCst);
+        tracing::info!(min_term, "admitted to the metadata group");
+    }
+
+    /// What this node knows of the group, for a peer's probe.
+    async fn view(&self) -> admission::GroupView {
+        let initialized = self.raft.is_initialized().await.unwrap_or(true);
+        let m = self.raft.metrics().borrow().clone();
+        admission::GroupView {
+            initialized,
+            admitted: self.admitted(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log: m.last_log_index,
+        }
+    }
+
+    /// Readmits node `from`, which started with an empty store: while it
+    /// is a voter it is made a learner (committed by a quorum without it),
+    /// then this leader's term is answered. The membership loop promotes
+    /// it again once it has caught up.
+    pub async fn rejoin(&self, from: NodeId) -> Result<u64, String> {
+        self.leader_check().map_err(|e| e.to_string())?;
+        let voter = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == from);
+        if voter {
+            let demote = ChangeMembers::RemoveVoters([from].into());
+            match tokio::time::timeout(
+                admission::REJOIN_TIMEOUT,
+                self.raft.change_membership(demote, true),
+            )
+            .await
+            {
+                Ok(Ok(_)) => tracing::warn!(
+                    node = from,
+                    "node {from} has an empty Raft store (wiped, or first started after the group \
+                     formed): it is a learner until it has caught up"
+                ),
+                Ok(Err(e)) => return Err(format!("making node {from} a learner: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "making node {from} a learner was not committed within {:?}",
+                        admission::REJOIN_TIMEOUT
+                    ));
+                }
+            }
+        }
+        self.leader_check().map_err(|e| e.to_string())?;
+        Ok(self.raft.metrics().borrow().current_term)
+    }
+
+    /// Refuses a Raft RPC of `term` while this node is not admitted, or
+    /// when the term is older than its admission allows.
+    fn gate(
+        &self,
+        rpc: RaftRpc,
+        term: u64,
+    ) -> Result<(), (predastore_core::wire::ErrorCode, String)> {
+        use predastore_core::wire::ErrorCode;
+        if !self.admitted() {
+            return Err((
+                ErrorCode::NotAdmitted,
+                format!(
+                    "node {} started with an empty Raft store and takes no part until the leader \
+                     readmits it ({rpc:?} refused)",
+                    self.id
+                ),
+            ));
+        }
+        let min = if rpc == RaftRpc::Vote { &self.min_vote_term } else { &self.min_term };
+        let min = min.load(Ordering::SeqCst);
+        if term < min {
+            return Err((
+                ErrorCode::NotAdmitted,
+                format!(
+                    "{rpc:?} of term {term} refused: node {} was readmitted in term {min}",
+                    self.id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Stops Raft and flushes the store.
@@ -340,6 +479,7 @@ impl MetaService {
                 if req.vote.leader_id().voted_for() != Some(from) {
                     return Err(forged(req.vote.leader_id().voted_for().as_ref()));
                 }
+                self.gate(rpc, req.vote.leader_id().get_term())?;
                 Ok(meta::encode(&self.raft.append_entries(req).await))
             }
             RaftRpc::Vote => {
@@ -347,6 +487,7 @@ impl MetaService {
                 if req.vote.leader_id().voted_for() != Some(from) {
                     return Err(forged(req.vote.leader_id().voted_for().as_ref()));
                 }
+                self.gate(rpc, req.vote.leader_id().get_term())?;
                 Ok(meta::encode(&self.raft.vote(req).await))
             }
             RaftRpc::InstallSnapshot => {
@@ -355,8 +496,11 @@ impl MetaService {
                 if req.vote.leader_id().voted_for() != Some(from) {
                     return Err(forged(req.vote.leader_id().voted_for().as_ref()));
                 }
+                self.gate(rpc, req.vote.leader_id().get_term())?;
                 Ok(meta::encode(&self.raft.install_snapshot(req).await))
             }
+            RaftRpc::Probe => Ok(meta::encode(&self.view().await)),
+            RaftRpc::Rejoin => Ok(meta::encode(&self.rejoin(from).await)),
         }
     }
 
@@ -389,6 +533,7 @@ impl MetaService {
             members: mem.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
             ring_epoch,
             fatal: m.running_state.err().map(|e| e.to_string()),
+            admitted: self.admitted(),
         }
     }
 }

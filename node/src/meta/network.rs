@@ -22,7 +22,7 @@ use predastore_core::certs::node_name;
 use predastore_core::meta;
 use predastore_core::meta_client::{CallError, call_v2};
 use predastore_core::transport::Connector;
-use predastore_core::wire::{MetaFrameRequest, RaftRpc};
+use predastore_core::wire::{ErrorCode, MetaFrameRequest, RaftRpc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -38,6 +38,35 @@ impl Network {
     /// Peers are dialed from node `id` through `connector`.
     pub fn new(id: NodeId, connector: Arc<Connector>) -> Self {
         Self { id, connector }
+    }
+}
+
+impl Network {
+    /// Sends one bodiless admission RPC ([`RaftRpc::Probe`],
+    /// [`RaftRpc::Rejoin`]) to node `target` at `addr`; decodes the answer.
+    pub async fn ask<T: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        addr: &str,
+        rpc: RaftRpc,
+        ttl: Duration,
+    ) -> anyhow::Result<T> {
+        let name = node_name(target);
+        let conn = tokio::time::timeout(ttl, self.connector.connect(addr, &name))
+            .await
+            .map_err(|_| anyhow::anyhow!("no connection to node {target} within {ttl:?}"))??;
+        let frame = MetaFrameRequest::Raft { from: self.id, rpc, len: 0 };
+        let reply = match tokio::time::timeout(ttl, call_v2(&conn, frame, Bytes::new())).await {
+            Ok(Ok(r)) => r,
+            failed => {
+                self.connector.forget(addr, &name, &conn);
+                return Err(match failed {
+                    Ok(Err(e)) => anyhow::anyhow!("node {target}: {e}"),
+                    _ => anyhow::anyhow!("node {target} did not answer within {ttl:?}"),
+                });
+            }
+        };
+        Ok(meta::decode(&reply)?)
     }
 }
 
@@ -135,6 +164,12 @@ impl Peer {
             Ok(Err(e)) => {
                 if matches!(e, CallError::Stream(_)) {
                     self.connector.forget(&self.addr, &name, &conn);
+                }
+                // A peer waiting for admission refuses until readmitted:
+                // openraft backs off from an unreachable peer instead of
+                // retrying in a tight loop.
+                if matches!(e, CallError::Refused { code: ErrorCode::NotAdmitted, .. }) {
+                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
                 }
                 return Err(RPCError::Network(NetworkError::new(&e)));
             }

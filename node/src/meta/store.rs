@@ -597,6 +597,20 @@ mod samples {
         ])
     }
 
+    fn probe() -> crate::meta::admission::GroupView {
+        crate::meta::admission::GroupView {
+            initialized: true,
+            admitted: false,
+            term: 9,
+            leader: Some(2),
+            last_log: Some(4711),
+        }
+    }
+
+    fn rejoined() -> Result<u64, String> {
+        Ok(12)
+    }
+
     /// Log entries, membership, replies and snapshots written by this
     /// version must keep decoding. `UPDATE_SAMPLES=1` writes the files.
     #[test]
@@ -607,6 +621,8 @@ mod samples {
             ("raft-v1-membership.bin", meta::encode(&membership())),
             ("raft-v1-replies.bin", meta::encode(&replies())),
             ("raft-v1-snapshot.bin", encode_snapshot(pairs.iter().copied())),
+            ("raft-v1-probe.bin", meta::encode(&probe())),
+            ("raft-v1-rejoin.bin", meta::encode(&rejoined())),
         ];
         if std::env::var_os("UPDATE_SAMPLES").is_some() {
             for (f, b) in &files {
@@ -621,6 +637,14 @@ mod samples {
             meta::decode(&read("raft-v1-membership.bin")).unwrap();
         assert_eq!(m, membership());
         assert_eq!(meta::decode::<BatchReply>(&read("raft-v1-replies.bin")).unwrap(), replies());
+        assert_eq!(
+            meta::decode::<crate::meta::admission::GroupView>(&read("raft-v1-probe.bin")).unwrap(),
+            probe()
+        );
+        assert_eq!(
+            meta::decode::<Result<u64, String>>(&read("raft-v1-rejoin.bin")).unwrap(),
+            rejoined()
+        );
         let snap = decode_snapshot(&read("raft-v1-snapshot.bin")).unwrap();
         assert_eq!(snap, vec![(b"b/one".to_vec(), b"x".to_vec()), (b"r".to_vec(), b"yz".to_vec())]);
     }

@@ -53,7 +53,21 @@ impl Cluster {
         for n in futures::future::join_all(starts).await {
             c.nodes.insert(n.id, n);
         }
+        c.wait_formed(Duration::from_secs(30)).await;
         c
+    }
+
+    /// Waits until the group has its first five ids as voters. A node that
+    /// probed its peers only after the first election joins as a learner
+    /// for a moment (`meta::admission`); a test that stops nodes before it
+    /// is promoted would leave too few voters for a quorum.
+    pub async fn wait_formed(&self, within: Duration) {
+        let want: Vec<u64> = self.ports.keys().copied().take(5).collect();
+        let leader = self.wait_leader(within).await;
+        self.wait_status(leader, within, "every initial voter", |s| {
+            s.voters == want && s.learners.is_empty()
+        })
+        .await;
     }
 
     /// Rewrites the cluster file to list exactly `ids`.
@@ -80,7 +94,8 @@ impl Cluster {
             s.extra = self.extra.clone();
             // openraft reports every failed RPC to a stopped peer; tests
             // stop peers on purpose.
-            s.log = "warn,openraft=off".into();
+            s.log =
+                std::env::var("PREDASTORE_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".into());
             s.start().await
         }
     }

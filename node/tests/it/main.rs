@@ -10,3 +10,4 @@ mod raft;
 mod raft_bad_input;
 mod raft_list;
 mod raft_recovery;
+mod raft_rejoin;

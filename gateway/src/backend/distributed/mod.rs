@@ -173,6 +173,21 @@ impl DistributedBackend {
         let data = DataPath::new(Arc::new(shards), nodes.clone(), d.chunks_in_flight)
             .with_observer(observer);
         let (heal_queue, heal_rx) = tokio::sync::mpsc::channel(heal::QUEUE);
+        for (name, e) in classes_of(file) {
+            if e.parity_shards > 0 && e.write_quorum() == e.data_shards {
+                tracing::warn!(
+                    class = %name,
+                    "storage class RS({}, {}) acknowledges writes with {} shards: one \
+                     written while a node is down has no redundancy until repaired \
+                     (counted in predastore_gateway_writes_without_redundancy_total); a \
+                     write quorum of {} refuses such writes instead",
+                    e.data_shards,
+                    e.parity_shards,
+                    e.write_quorum(),
+                    e.data_shards + 1
+                );
+            }
+        }
         let inner = Arc::new(Inner {
             meta,
             probe,
@@ -594,6 +609,8 @@ impl Backend for DistributedBackend {
                     name: name.clone(),
                     data_shards: e.data_shards,
                     parity_shards: e.parity_shards,
+                    write_quorum: e.write_quorum(),
+                    acked_write_survives: e.write_quorum().saturating_sub(e.data_shards),
                 })
                 .collect(),
         }
@@ -794,13 +811,10 @@ impl Backend for DistributedBackend {
                 info.size = summary.size;
                 info.etag = summary.md5_hex;
                 info.checksums = summary.checksums;
-                let missing = missing_names(&w);
-                if !missing.is_empty() {
-                    tracing::warn!(bucket, key, missing = ?missing, "stored below full redundancy");
-                }
-                let mut rec = record::record_of(&info, owner, missing);
-                rec.chunks = w.chunks;
+                let mut rec = record::record_of(&info, owner, missing_names(&w));
+                rec.chunks = w.chunks.clone();
                 inner.commit(bucket, key, rec, expect, Some(owner)).await?;
+                acknowledged(bucket, key, &w);
             }
         }
         Ok(info)
@@ -1040,7 +1054,10 @@ impl Backend for DistributedBackend {
         };
         let cmd = Command::PutPart { bucket: bucket.into(), upload_id: upload_id.into(), part };
         match inner.meta.write_freeing(cmd).await {
-            Ok(f) => inner.free_later(f.freed),
+            Ok(f) => {
+                inner.free_later(f.freed);
+                acknowledged(bucket, &format!("{key} (upload {upload_id} part {part_number})"), &w);
+            }
             Err(e) => {
                 if inner.abandon(owner, &w.chunks).await != Some(true) {
                     return Err(meta_err(e));
@@ -1221,6 +1238,29 @@ fn past_prefix(prefix: &str) -> String {
 }
 
 /// `<shard id>@<node>` of each shard a write could not store.
+/// Makes an acknowledged write below full redundancy visible to the
+/// operator (log and metrics): with the default write quorum of RS(k, 1)
+/// (k), a write acknowledged while a node is down survives no further
+/// loss until repair rebuilds its missing shards.
+fn acknowledged(bucket: &str, key: &str, w: &WrittenObject) {
+    if w.missing.is_empty() {
+        return;
+    }
+    let m = crate::metrics::global();
+    m.writes_below_full.inc();
+    let survives = w.survives().unwrap_or(0);
+    if survives == 0 {
+        m.writes_unprotected.inc();
+    }
+    tracing::warn!(
+        bucket,
+        key,
+        survives,
+        missing = ?missing_names(w),
+        "acknowledged below full redundancy: survives {survives} more node loss(es) until repaired"
+    );
+}
+
 fn missing_names(w: &WrittenObject) -> Vec<String> {
     w.missing.iter().map(|m| format!("{}@{}", m.shard, m.node)).collect()
 }

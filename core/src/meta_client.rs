@@ -181,6 +181,7 @@ impl MetaClient {
             tries += 1;
             let conn =
                 self.connector.connect(&node.addr, &name).await.map_err(|e| unavailable(&e))?;
+            let heard = crate::transport::datagrams_received(&conn);
             let call = call_v2(&conn, frame.clone(), body.clone());
             match tokio::time::timeout(self.opts.attempt_timeout, call).await {
                 Ok(Ok(r)) => break r,
@@ -192,8 +193,9 @@ impl MetaClient {
                 }
                 Ok(Err(e)) => return Err(unavailable(&e)),
                 Err(_) => {
-                    // Dead peer or a new process behind the old address.
-                    self.connector.forget(&node.addr, &name, &conn);
+                    // Dead peer or a new process behind the old address
+                    // (nothing heard on the connection), or a slow one.
+                    self.connector.forget_if_silent(&node.addr, &name, &conn, heard);
                     return Err(MetaError::NoQuorum(format!(
                         "node {} did not answer within {:?}",
                         node.id, self.opts.attempt_timeout

@@ -193,6 +193,38 @@ pub fn server_endpoint(addr: SocketAddr, tls: &TlsMaterial) -> Result<Endpoint, 
     Ok(ep)
 }
 
+/// One handshake with `addr`, bounded by `timeout`.
+async fn dial(
+    endpoint: &Endpoint,
+    addr: &str,
+    server_name: &str,
+    timeout: Duration,
+) -> Result<Connection, TransportError> {
+    let target = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| TransportError::Resolve { addr: addr.into(), reason: e.to_string() })?
+        .next()
+        .ok_or_else(|| TransportError::Resolve {
+            addr: addr.into(),
+            reason: "no addresses".into(),
+        })?;
+    let connecting = endpoint
+        .connect(target, server_name)
+        .map_err(|e| TransportError::Connect { addr: addr.into(), reason: e.to_string() })?;
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| TransportError::ConnectTimeout { addr: addr.into(), after: timeout })?
+        .map_err(|e| TransportError::Connect { addr: addr.into(), reason: e.to_string() })
+}
+
+/// How many datagrams `conn` has received so far. A call that timed out
+/// on a connection that received nothing meanwhile was talking to a dead
+/// or restarted peer; one that received acks reached a live, slow peer,
+/// and dropping its connection would only add a handshake to the retry.
+pub fn datagrams_received(conn: &Connection) -> u64 {
+    conn.stats().udp_rx.datagrams
+}
+
 type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
 /// Dials nodes and keeps one live connection per (node name, address).
@@ -236,40 +268,41 @@ impl Connector {
             let mut conns = self.conns.lock().expect("connector lock");
             Arc::clone(conns.entry((server_name.to_string(), addr.to_string())).or_default())
         };
-        let mut guard = slot.lock().await;
+        let mut guard = slot.lock_owned().await;
         if let Some(c) = guard.as_ref()
             && c.close_reason().is_none()
         {
             return Ok(c.clone());
         }
         *guard = None;
-        let target = tokio::net::lookup_host(addr)
-            .await
-            .map_err(|e| TransportError::Resolve { addr: addr.into(), reason: e.to_string() })?
-            .next()
-            .ok_or_else(|| TransportError::Resolve {
-                addr: addr.into(),
-                reason: "no addresses".into(),
-            })?;
-        let connecting = self
-            .endpoint
-            .connect(target, server_name)
-            .map_err(|e| TransportError::Connect { addr: addr.into(), reason: e.to_string() })?;
-        let conn = tokio::time::timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| TransportError::ConnectTimeout {
-                addr: addr.into(),
-                after: self.connect_timeout,
-            })?
-            .map_err(|e| TransportError::Connect { addr: addr.into(), reason: e.to_string() })?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        // The dial runs on its own: a caller that gives up (an RPC
+        // deadline shorter than a handshake on a loaded machine) must not
+        // abort it, or every retry would start a handshake that never ends.
+        let (endpoint, timeout) = (self.endpoint.clone(), self.connect_timeout);
+        let (to, server_name) = (addr.to_string(), server_name.to_string());
+        let dial = tokio::spawn(async move {
+            let conn = dial(&endpoint, &to, &server_name, timeout).await?;
+            *guard = Some(conn.clone());
+            Ok(conn)
+        });
+        dial.await.unwrap_or_else(|e| {
+            Err(TransportError::Connect { addr: addr.into(), reason: format!("dial task: {e}") })
+        })
     }
 
     /// Drops the cached connection to (`server_name`, `addr`) if it is `conn`
     /// (after a connection-level failure).
     pub fn forget(&self, addr: &str, server_name: &str, conn: &Connection) {
         self.forget_if(addr, server_name, |c| c.stable_id() == conn.stable_id());
+    }
+
+    /// After a call on `conn` timed out: drops it if nothing arrived on it
+    /// since [`datagrams_received`] read `before` (the peer is gone);
+    /// keeps it if the peer was heard (it is alive, only slow).
+    pub fn forget_if_silent(&self, addr: &str, server_name: &str, conn: &Connection, before: u64) {
+        if datagrams_received(conn) == before {
+            self.forget(addr, server_name, conn);
+        }
     }
 
     /// Drops the cached connection to (`server_name`, `addr`), whichever it

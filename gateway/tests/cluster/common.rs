@@ -14,6 +14,7 @@ use predastore_gateway::dev_cluster::{DevCluster, DevClusterOptions, NodeCommand
 /// A dev cluster and the directory it lives in.
 pub struct TestCluster {
     pub c: DevCluster,
+    _logs: LogsOnPanic,
     pub dir: tempfile::TempDir,
     _turn: tokio::sync::SemaphorePermit<'static>,
 }
@@ -40,6 +41,10 @@ pub fn options(dir: &std::path::Path, nodes: usize, k: u8, m: u8, chunk: u64) ->
     o.node_args =
         vec!["--raft-heartbeat-ms".into(), "100".into(), "--raft-election-ms".into(), "500".into()];
     o.stop_grace = Duration::from_secs(5);
+    // `PREDASTORE_TEST_NODE_LOG=info,openraft=debug`: more of the nodes' view.
+    if let Ok(filter) = std::env::var("PREDASTORE_TEST_NODE_LOG") {
+        o.node_log = filter;
+    }
     o
 }
 
@@ -49,7 +54,7 @@ impl TestCluster {
         let _turn = TURN.acquire().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let c = DevCluster::start(options(dir.path(), nodes, k, m, chunk)).await.unwrap();
-        Self { c, dir, _turn }
+        Self { _logs: LogsOnPanic(c.layout().logs_dir()), c, dir, _turn }
     }
 
     /// The usual fixture: 3 nodes, RS(2,1), 1 MiB chunks, a retrying
@@ -66,7 +71,7 @@ impl TestCluster {
         let _turn = TURN.acquire().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let c = DevCluster::start(f(dir.path())).await.unwrap();
-        Self { c, dir, _turn }
+        Self { _logs: LogsOnPanic(c.layout().logs_dir()), c, dir, _turn }
     }
 
     pub fn endpoint(&self) -> String {
@@ -109,6 +114,44 @@ impl TestCluster {
         reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
     }
 }
+
+/// A failed test shows the end of every node's log: the processes' view
+/// of what went wrong is otherwise deleted with the temp dir.
+pub struct LogsOnPanic(std::path::PathBuf);
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        // `PREDASTORE_TEST_KEEP_LOGS=DIR` keeps the whole logs there.
+        if let Ok(keep) = std::env::var("PREDASTORE_TEST_KEEP_LOGS") {
+            let to = std::path::Path::new(&keep).join(format!("logs-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&to);
+            for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+            }
+            eprintln!("node logs kept in {}", to.display());
+        }
+        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
+        let mut logs: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        logs.sort();
+        for path in logs {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+            eprintln!(
+                "---- last {} lines of {} ----\n{}",
+                tail.len(),
+                path.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// Lines of each node log shown when a test fails.
+const TAIL_LINES: usize = 80;
 
 /// The value of counter `name` in a metrics text (0 when absent).
 pub fn counter(metrics: &str, name: &str) -> f64 {

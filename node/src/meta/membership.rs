@@ -193,7 +193,12 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
         .as_ref()
         .map(|r| {
             r.iter()
-                .filter(|(_, matched)| matched.is_some_and(|l| l.index + CAUGHT_UP >= last))
+                .filter(|(id, matched)| {
+                    matched.is_some_and(|l| {
+                        l.index + CAUGHT_UP >= last
+                            && svc.rejoined_at(**id).is_none_or(|since| l.index >= since)
+                    })
+                })
                 .map(|(id, _)| *id)
                 .collect()
         })

@@ -155,6 +155,11 @@ pub struct MetaService {
     /// past the readmitting leader's term (this node may have voted in
     /// that term before its wipe; voting again could make two leaders).
     min_vote_term: AtomicU64,
+    /// Nodes this leader readmitted, with its last log index then. The
+    /// leader's replication metrics still show what such a node had
+    /// acknowledged before its wipe; only an index at or past this one
+    /// proves it caught up since ([`membership`] promotes on that).
+    rejoined: std::sync::Mutex<std::collections::BTreeMap<NodeId, u64>>,
 }
 
 /// `/status` of a node.
@@ -233,6 +238,7 @@ impl MetaService {
             admitted: AtomicBool::new(admitted),
             min_term: AtomicU64::new(0),
             min_vote_term: AtomicU64::new(0),
+            rejoined: Default::default(),
         });
         tokio::spawn(batcher(raft, rx));
         tokio::spawn(membership::run(Arc::clone(&svc), cluster_file, svc.stop.clone()));
@@ -323,7 +329,16 @@ impl MetaService {
             }
         }
         self.leader_check().map_err(|e| e.to_string())?;
-        Ok(self.raft.metrics().borrow().current_term)
+        let m = self.raft.metrics().borrow().clone();
+        let since = m.last_log_index.unwrap_or(0);
+        self.rejoined.lock().expect("not poisoned").insert(from, since);
+        Ok(m.current_term)
+    }
+
+    /// The leader's last log index when it readmitted `node`, if it did:
+    /// `node`'s acknowledgements below it predate its wipe.
+    pub fn rejoined_at(&self, node: NodeId) -> Option<u64> {
+        self.rejoined.lock().expect("not poisoned").get(&node).copied()
     }
 
     /// Refuses a Raft RPC of `term` while this node is not admitted, or

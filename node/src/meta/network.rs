@@ -21,7 +21,7 @@ use openraft::raft::{
 use predastore_core::certs::node_name;
 use predastore_core::meta;
 use predastore_core::meta_client::{CallError, call_v2};
-use predastore_core::transport::Connector;
+use predastore_core::transport::{Connector, datagrams_received};
 use predastore_core::wire::{ErrorCode, MetaFrameRequest, RaftRpc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,14 +56,18 @@ impl Network {
             .await
             .map_err(|_| anyhow::anyhow!("no connection to node {target} within {ttl:?}"))??;
         let frame = MetaFrameRequest::Raft { from: self.id, rpc, len: 0 };
+        let heard = datagrams_received(&conn);
         let reply = match tokio::time::timeout(ttl, call_v2(&conn, frame, Bytes::new())).await {
             Ok(Ok(r)) => r,
-            failed => {
-                self.connector.forget(addr, &name, &conn);
-                return Err(match failed {
-                    Ok(Err(e)) => anyhow::anyhow!("node {target}: {e}"),
-                    _ => anyhow::anyhow!("node {target} did not answer within {ttl:?}"),
-                });
+            Ok(Err(e)) => {
+                if matches!(e, CallError::Stream(_)) {
+                    self.connector.forget(addr, &name, &conn);
+                }
+                anyhow::bail!("node {target}: {e}");
+            }
+            Err(_) => {
+                self.connector.forget_if_silent(addr, &name, &conn, heard);
+                anyhow::bail!("node {target} did not answer within {ttl:?}");
             }
         };
         Ok(meta::decode(&reply)?)
@@ -124,7 +128,8 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        self.call_encoded(rpc, kind, Bytes::from(meta::encode(req)), ttl).await
+        let started = tokio::time::Instant::now();
+        self.call_encoded(rpc, kind, Bytes::from(meta::encode(req)), ttl, started).await
     }
 
     async fn call_encoded<Resp, E>(
@@ -133,6 +138,7 @@ impl Peer {
         kind: RPCTypes,
         body: Bytes,
         ttl: Duration,
+        started: tokio::time::Instant,
     ) -> Result<Resp, RpcErr<E>>
     where
         Resp: DeserializeOwned,
@@ -147,8 +153,8 @@ impl Peer {
                 timeout: ttl,
             })
         };
-        let started = tokio::time::Instant::now();
-        let conn = match tokio::time::timeout(ttl, self.connector.connect(&self.addr, &name)).await
+        let left = ttl.saturating_sub(started.elapsed());
+        let conn = match tokio::time::timeout(left, self.connector.connect(&self.addr, &name)).await
         {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
@@ -157,8 +163,15 @@ impl Peer {
         let frame = MetaFrameRequest::Raft { from: self.from, rpc, len: body.len() as u64 };
         // Give up a little before openraft's hard limit so the connection
         // can be dropped: a peer that restarted never answers on the old
-        // one, and only a new handshake reaches the new process.
+        // one, and only a new handshake reaches the new process. A peer
+        // that acknowledged packets meanwhile is alive, only slow: its
+        // connection stays (a new one would only cost a handshake).
         let budget = (ttl * 3 / 4).saturating_sub(started.elapsed());
+        if budget.is_zero() {
+            // Encoding and dialling used the time: the connection is fine.
+            return Err(timeout());
+        }
+        let heard = datagrams_received(&conn);
         let reply = match tokio::time::timeout(budget, call_v2(&conn, frame, body)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -174,7 +187,7 @@ impl Peer {
                 return Err(RPCError::Network(NetworkError::new(&e)));
             }
             Err(_) => {
-                self.connector.forget(&self.addr, &name, &conn);
+                self.connector.forget_if_silent(&self.addr, &name, &conn, heard);
                 return Err(timeout());
             }
         };
@@ -190,13 +203,18 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        // openraft's deadline runs from before the encoding: so does ours,
+        // or a batch slow to encode would always meet openraft's timeout
+        // first and never be halved.
+        let started = tokio::time::Instant::now();
         let entries = rpc.entries.len() as u64;
         let body = Bytes::from(meta::encode(&rpc));
         if let Some(hint) = entries_that_fit(entries, body.len()) {
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
         }
         let ttl = option.hard_ttl();
-        match self.call_encoded(RaftRpc::AppendEntries, RPCTypes::AppendEntries, body, ttl).await {
+        let kind = RPCTypes::AppendEntries;
+        match self.call_encoded(RaftRpc::AppendEntries, kind, body, ttl, started).await {
             // A batch that cannot be sent and stored within openraft's
             // deadline (one heartbeat) would time out on every retry: a
             // follower far behind would never catch up. Halve it instead.

@@ -37,6 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 
+use crate::checksum::crc32c;
 use crate::client::{NodeAddr, ShardClient, ShardError};
 use crate::config::Erasure;
 use crate::erasure::{Chunker, Codec, CodecError};
@@ -79,6 +80,10 @@ pub enum DataError {
     /// Encoding or decoding failed where it should not have.
     #[error("codec: {0}")]
     Codec(#[from] CodecError),
+    /// No set of the chunk's readable shards decodes to the bytes its
+    /// content checksum names: the chunk is lost (never served).
+    #[error("chunk {chunk}: no set of its shards decodes to the bytes that were written")]
+    ContentMismatch { chunk: u32 },
 }
 
 /// A shard that was placed but is not durable: repair must rebuild it on
@@ -159,8 +164,74 @@ pub struct ChunkCheck {
     /// parity matches data. `Some(false)` means a shard holds wrong bytes
     /// under valid checksums (written wrong), which no CRC can catch.
     pub consistent: Option<bool>,
+    /// Deep checks of a chunk with a content checksum and `k` shards read
+    /// intact: whether they decode to the bytes written. A shard whose
+    /// bytes differ from what those bytes encode to is reported `Corrupt`
+    /// (fixable); `Some(false)` means no set of shards gives the written
+    /// bytes: the chunk is lost.
+    pub content: Option<bool>,
     /// Shard bytes the nodes sent.
     pub bytes_read: u64,
+}
+
+/// The chunk decoded from `shards` (by index; `None`: unreadable) whose
+/// CRC-32C is `want`: from all of them, else leaving each one out in turn
+/// (one shard with wrong bytes is found that way, with `m >= 1` and one
+/// shard to spare). Returns the bytes and the index left out, if any;
+/// `None` when no such set decodes to `want` (the chunk is lost).
+pub fn decode_checked(
+    codec: &Codec,
+    shards: &[Option<Bytes>],
+    len: usize,
+    want: u32,
+) -> Option<(Bytes, Option<usize>)> {
+    let try_decode =
+        |s: Vec<Option<Bytes>>| codec.reconstruct(s, len).ok().filter(|b| crc32c(b) == want);
+    if let Some(b) = try_decode(shards.to_vec()) {
+        return Some((b, None));
+    }
+    (0..shards.len()).filter(|&i| shards[i].is_some()).find_map(|i| {
+        let mut s = shards.to_vec();
+        s[i] = None;
+        try_decode(s).map(|b| (b, Some(i)))
+    })
+}
+
+/// `(consistent, content, wrong shard indexes)`: see [`deep_check`].
+type DeepVerdict = (Option<bool>, Option<bool>, Vec<usize>);
+
+/// The deep verdict on one chunk's shards (`None`: not read intact):
+/// `(consistent, content, wrong shard indexes)` as [`ChunkCheck`] reports
+/// them. With a content checksum, the written bytes are found
+/// ([`decode_checked`]) and re-encoded, and every shard that differs from
+/// its re-encoding is wrong, data or parity alike. Without one (records
+/// of version 1), only whether parity matches data when all are intact.
+fn deep_check(
+    codec: &Codec,
+    shards: &[Option<Bytes>],
+    len: usize,
+    content_crc: Option<u32>,
+) -> Result<DeepVerdict, DataError> {
+    let all: Option<Vec<Bytes>> = shards.iter().cloned().collect();
+    let verify = |all: &[Bytes]| codec.verify(all);
+    let readable = shards.iter().flatten().count();
+    let Some(want) = content_crc.filter(|_| readable >= codec.data_shards()) else {
+        let consistent = all.map(|a| verify(&a)).transpose()?;
+        return Ok((consistent, None, Vec::new()));
+    };
+    let Some((data, _)) = decode_checked(codec, shards, len, want) else {
+        let consistent = all.map(|a| verify(&a)).transpose()?;
+        return Ok((consistent, Some(false), Vec::new()));
+    };
+    let expected = codec.encode(&data);
+    let wrong: Vec<usize> = shards
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| b.as_ref().is_some_and(|b| *b != expected[*i]))
+        .map(|(i, _)| i)
+        .collect();
+    let consistent = if wrong.is_empty() { all.map(|_| true) } else { None };
+    Ok((consistent, Some(true), wrong))
 }
 
 /// The codec and chunk length of a layout, or why the layout is unusable
@@ -459,9 +530,10 @@ impl DataPath {
     ) -> Result<(ChunkLayout, Vec<MissingShard>), DataError> {
         let len = data.len();
         let enc = codec.clone();
-        let shards = tokio::task::spawn_blocking(move || enc.encode(&data))
-            .await
-            .map_err(|e| DataError::Body(format!("encoder task: {e}")))?;
+        let (shards, content_crc) =
+            tokio::task::spawn_blocking(move || (enc.encode(&data), crc32c(&data)))
+                .await
+                .map_err(|e| DataError::Body(format!("encoder task: {e}")))?;
         let puts = shards.into_iter().zip(&nodes).enumerate().map(|(index, (bytes, &node))| {
             let shard = ShardId { object, chunk, index: index as u8 };
             async move {
@@ -541,6 +613,7 @@ impl DataPath {
             shard_len: codec.shard_len(len) as u64,
             nodes,
             ring_epoch,
+            content_crc: Some(content_crc),
         };
         Ok((layout, missing))
     }
@@ -617,21 +690,29 @@ impl DataPath {
         let (codec, len) = check_layout(l)?;
         if len == 0 {
             let shards = vec![ShardHealth::Intact; l.nodes.len()];
-            return Ok(ChunkCheck { shards, consistent: deep.then_some(true), bytes_read: 0 });
+            let (consistent, content) = (deep.then_some(true), deep.then_some(true));
+            return Ok(ChunkCheck { shards, consistent, content, bytes_read: 0 });
         }
         let checks = (0..l.nodes.len()).map(|i| self.check_shard(l, i, deep));
-        let (shards, bytes): (Vec<ShardHealth>, Vec<Option<Bytes>>) =
+        let (mut shards, bytes): (Vec<ShardHealth>, Vec<Option<Bytes>>) =
             futures::future::join_all(checks).await.into_iter().unzip();
         let bytes_read = bytes.iter().flatten().map(|b| b.len() as u64).sum();
-        let consistent = match bytes.into_iter().collect::<Option<Vec<Bytes>>>() {
-            Some(all) if deep => Some(
-                tokio::task::spawn_blocking(move || codec.verify(&all))
-                    .await
-                    .map_err(|e| DataError::BadLayout(format!("verify task: {e}")))??,
-            ),
-            _ => None,
-        };
-        Ok(ChunkCheck { shards, consistent, bytes_read })
+        if !deep {
+            return Ok(ChunkCheck { shards, consistent: None, content: None, bytes_read });
+        }
+        let content_crc = l.content_crc;
+        let (consistent, content, wrong) =
+            tokio::task::spawn_blocking(move || deep_check(&codec, &bytes, len, content_crc))
+                .await
+                .map_err(|e| DataError::BadLayout(format!("verify task: {e}")))??;
+        for i in wrong {
+            let shard = ShardId { object: l.object, chunk: l.chunk, index: i as u8 };
+            let reason = "bytes differ from what the chunk's written content encodes to";
+            tracing::warn!(%shard, node = l.nodes[i], reason, "scrub found a wrong shard");
+            self.observer.corrupt_shard(l.nodes[i], shard, reason);
+            shards[i] = ShardHealth::Corrupt(reason.into());
+        }
+        Ok(ChunkCheck { shards, consistent, content, bytes_read })
     }
 
     /// One shard's state, with its bytes when `deep` read them intact.
@@ -827,10 +908,55 @@ impl DataPath {
             self.observer.reconstructed();
             tracing::debug!(chunk = l.chunk, ?errors, "chunk rebuilt from parity");
         }
-        tokio::task::spawn_blocking(move || codec.reconstruct(slots, len))
+        let Some(want) = l.content_crc else {
+            return tokio::task::spawn_blocking(move || codec.reconstruct(slots, len))
+                .await
+                .map_err(|e| DataError::BadLayout(format!("decoder task: {e}")))?
+                .map_err(DataError::from);
+        };
+        let dec = codec.clone();
+        let first = tokio::task::spawn_blocking(move || {
+            dec.reconstruct(slots, len).map(|b| (crc32c(&b) == want).then_some(b))
+        })
+        .await
+        .map_err(|e| DataError::BadLayout(format!("decoder task: {e}")))??;
+        match first {
+            Some(b) => Ok(b),
+            None => self.read_chunk_checked(l, codec, len, want).await,
+        }
+    }
+
+    /// The slow path of a chunk whose shards decoded to bytes other than
+    /// those written (a shard holds wrong bytes under a valid CRC): reads
+    /// every shard and finds the one to leave out ([`decode_checked`]),
+    /// which is reported corrupt and lost so repair rewrites it.
+    async fn read_chunk_checked(
+        &self,
+        l: &ChunkLayout,
+        codec: Codec,
+        len: usize,
+        want: u32,
+    ) -> Result<Bytes, DataError> {
+        let gets = (0..l.nodes.len()).map(|i| self.get_shard(l, i));
+        let shards: Vec<Option<Bytes>> =
+            futures::future::join_all(gets).await.into_iter().map(Result::ok).collect();
+        let found = tokio::task::spawn_blocking(move || decode_checked(&codec, &shards, len, want))
             .await
-            .map_err(|e| DataError::BadLayout(format!("decoder task: {e}")))?
-            .map_err(DataError::from)
+            .map_err(|e| DataError::BadLayout(format!("decoder task: {e}")))?;
+        let Some((bytes, wrong)) = found else {
+            tracing::error!(object = %format!("{:032x}", l.object), chunk = l.chunk,
+                "no set of shards decodes to the chunk's content checksum");
+            return Err(DataError::ContentMismatch { chunk: l.chunk });
+        };
+        if let Some(i) = wrong {
+            let (node, shard) =
+                (l.nodes[i], ShardId { object: l.object, chunk: l.chunk, index: i as u8 });
+            let reason = "bytes differ from the chunk's content checksum";
+            tracing::warn!(%shard, node, reason, "wrong shard left out of a read");
+            self.observer.corrupt_shard(node, shard, reason);
+            self.observer.lost_shard(node, shard);
+        }
+        Ok(bytes)
     }
 
     /// Bytes `cut` of one chunk. Healthy case: only the byte ranges of the
@@ -930,11 +1056,68 @@ mod tests {
             shard_len: 1,
             nodes: vec![0, 1, 2, 3],
             ring_epoch: 1,
+            content_crc: None,
         }
     }
 
     fn missing(chunk: u32, index: u8) -> MissingShard {
         MissingShard { shard: ShardId { object: 9, chunk, index }, node: 0, reason: "down".into() }
+    }
+
+    fn flip(s: &mut [Option<Bytes>], i: usize) {
+        let mut b = s[i].clone().unwrap().to_vec();
+        b[10] ^= 1;
+        s[i] = Some(b.into());
+    }
+
+    #[test]
+    fn a_shard_with_wrong_bytes_is_found_and_never_decoded_into_the_chunk() {
+        let codec = Codec::new(2, 1).unwrap();
+        let chunk = Bytes::from((0..1000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>());
+        let (len, want) = (chunk.len(), crc32c(&chunk));
+        let good: Vec<Option<Bytes>> = codec.encode(&chunk).into_iter().map(Some).collect();
+        assert_eq!(decode_checked(&codec, &good, len, want), Some((chunk.clone(), None)));
+        assert_eq!(
+            deep_check(&codec, &good, len, Some(want)).unwrap(),
+            (Some(true), Some(true), vec![])
+        );
+        for bad in 0..3 {
+            let mut s = good.clone();
+            flip(&mut s, bad);
+            let (bytes, left_out) = decode_checked(&codec, &s, len, want).expect("one spare shard");
+            assert_eq!(bytes, chunk, "shard {bad} wrong");
+            // A wrong parity shard is not used when both data shards are there.
+            assert_eq!(left_out, (bad < 2).then_some(bad));
+            // Scrub names the wrong shard, parity or data.
+            assert_eq!(
+                deep_check(&codec, &s, len, Some(want)).unwrap(),
+                (None, Some(true), vec![bad])
+            );
+            // Without a content checksum (version-1 records) only the
+            // inconsistency shows, not which shard.
+            assert_eq!(deep_check(&codec, &s, len, None).unwrap(), (Some(false), None, vec![]));
+        }
+        // Two wrong shards of RS(2,1): nothing decodes to the written bytes.
+        let mut s = good.clone();
+        flip(&mut s, 0);
+        flip(&mut s, 1);
+        assert_eq!(decode_checked(&codec, &s, len, want), None);
+        assert_eq!(deep_check(&codec, &s, len, Some(want)).unwrap().1, Some(false));
+        // Bytes wrong before they were encoded (all shards agree with each
+        // other): the chunk is lost, and said so.
+        let mut other = chunk.to_vec();
+        other[3] ^= 1;
+        let s: Vec<Option<Bytes>> = codec.encode(&other).into_iter().map(Some).collect();
+        assert_eq!(decode_checked(&codec, &s, len, want), None);
+        assert_eq!(
+            deep_check(&codec, &s, len, Some(want)).unwrap(),
+            (Some(true), Some(false), vec![])
+        );
+        // One shard missing and one wrong: no spare, so no guess.
+        let mut s = good.clone();
+        s[2] = None;
+        flip(&mut s, 0);
+        assert_eq!(decode_checked(&codec, &s, len, want), None);
     }
 
     #[test]

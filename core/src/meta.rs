@@ -6,17 +6,24 @@
 //! Gateways build [`Command`]s and [`Query`]s and send them with
 //! [`crate::meta_client::MetaClient`]; nodes apply commands in Raft log order.
 //!
-//! # Encoding, version 1
+//! # Encoding, version 2
 //!
 //! Every record stored by a node and every metadata message on the wire is
 //! encoded with [`encode`]:
 //!
 //! ```text
 //! offset size  field
-//!      0    1  record version = 1
+//!      0    1  record version = 2 (1 is still read)
 //!      1    N  postcard encoding of the value (serde, varint integers)
 //!    1+N    4  CRC-32C of bytes 0..1+N, little-endian
 //! ```
+//!
+//! Version 2 added [`ChunkLayout::content_crc`] (the end-to-end check of a
+//! chunk's bytes); a version-1 record decodes with it `None`. Everything
+//! else is laid out as in version 1. A node or gateway of version 1 cannot
+//! read version-2 records: upgrade every process of a cluster before
+//! writing with a new one (a rolling upgrade stalls replication to the old
+//! nodes until they run the new build; nothing is lost).
 //!
 //! Postcard names enum variants by index, so a new command, query, reply
 //! or error variant is only ever appended; a changed field layout is a new
@@ -31,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::crc32c;
 
 /// The record version this build writes.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
 /// Most keys one listing page returns (S3's limit).
 pub const MAX_KEYS: u32 = 1000;
 
@@ -52,7 +59,7 @@ pub enum CodecError {
     Malformed(String),
 }
 
-/// Encodes `v` as a version-1 record (see the module docs).
+/// Encodes `v` as a record of [`RECORD_VERSION`] (see the module docs).
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
     out = postcard::to_extend(v, out).expect("postcard encoding into a Vec cannot fail");
@@ -73,9 +80,26 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
         return Err(CodecError::Checksum { stored, computed });
     }
     match body[0] {
-        1 => postcard::from_bytes(&body[1..]).map_err(|e| CodecError::Malformed(e.to_string())),
+        v @ 1..=RECORD_VERSION => decoding_version(v, || {
+            postcard::from_bytes(&body[1..]).map_err(|e| CodecError::Malformed(e.to_string()))
+        }),
         v => Err(CodecError::UnknownVersion(v)),
     }
+}
+
+thread_local! {
+    /// The version of the record [`decode`] is reading on this thread:
+    /// postcard carries no field names, so a type whose layout changed
+    /// between versions ([`ChunkLayout`]) asks which one it is reading.
+    static DECODING: std::cell::Cell<u8> = const { std::cell::Cell::new(RECORD_VERSION) };
+}
+
+/// Runs `f` (a synchronous decode) with the record version set to `v`.
+fn decoding_version<R>(v: u8, f: impl FnOnce() -> R) -> R {
+    let before = DECODING.with(|d| d.replace(v));
+    let r = f();
+    DECODING.with(|d| d.set(before));
+    r
 }
 
 /// A bucket.
@@ -97,7 +121,7 @@ pub struct BucketRecord {
 
 /// Where one chunk of an object lives: its RS parameters and the node of
 /// each shard (shard `i` on `nodes[i]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChunkLayout {
     /// Object id of the shards (the version id of the object or part that
     /// wrote them; multipart completion keeps each part's).
@@ -116,6 +140,67 @@ pub struct ChunkLayout {
     pub nodes: Vec<u64>,
     /// Ring epoch the placement was computed under.
     pub ring_epoch: u64,
+    /// CRC-32C of the chunk's plain bytes, computed by the gateway before
+    /// encoding: shard CRCs only cover bytes from the moment a node got
+    /// them, so this is what catches bytes that were wrong before (gateway
+    /// memory, a repair that rebuilt wrong bytes, a shard whose wrong
+    /// bytes carry a valid CRC). `None`: written before record version 2.
+    pub content_crc: Option<u32>,
+}
+
+/// Version 1 had no `content_crc`; version 2 appends it.
+impl<'de> Deserialize<'de> for ChunkLayout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+        fn field<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+            s: &mut A,
+            i: usize,
+        ) -> Result<T, A::Error> {
+            s.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &"a chunk layout"))
+        }
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = ChunkLayout;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a chunk layout")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<ChunkLayout, A::Error> {
+                let object = field(&mut s, 0)?;
+                let chunk = field(&mut s, 1)?;
+                let len = field(&mut s, 2)?;
+                let data_shards = field(&mut s, 3)?;
+                let parity_shards = field(&mut s, 4)?;
+                let shard_len = field(&mut s, 5)?;
+                let nodes = field(&mut s, 6)?;
+                let ring_epoch = field(&mut s, 7)?;
+                let content_crc =
+                    if DECODING.with(|d| d.get()) >= 2 { field(&mut s, 8)? } else { None };
+                Ok(ChunkLayout {
+                    object,
+                    chunk,
+                    len,
+                    data_shards,
+                    parity_shards,
+                    shard_len,
+                    nodes,
+                    ring_epoch,
+                    content_crc,
+                })
+            }
+        }
+        const FIELDS: &[&str] = &[
+            "object",
+            "chunk",
+            "len",
+            "data_shards",
+            "parity_shards",
+            "shard_len",
+            "nodes",
+            "ring_epoch",
+            "content_crc",
+        ];
+        d.deserialize_struct("ChunkLayout", FIELDS, Fields)
+    }
 }
 
 /// The current version of an object.

@@ -196,8 +196,12 @@ fn sample_v2_responses() -> Vec<MetaFrameResponse> {
     ]
 }
 
-/// The metadata records every node and gateway exchange (see `meta`).
-fn sample_meta() -> Vec<MetaRequest> {
+/// The content checksum of the version-2 samples' chunk layouts.
+const CONTENT_CRC: u32 = 0xdead_beef;
+
+/// The metadata records every node and gateway exchange (see `meta`);
+/// `content_crc` is what record version 2 added to chunk layouts.
+fn sample_meta(content_crc: Option<u32>) -> Vec<MetaRequest> {
     let chunk = ChunkLayout {
         object: 0xfeed,
         chunk: 2,
@@ -207,6 +211,7 @@ fn sample_meta() -> Vec<MetaRequest> {
         shard_len: 4 << 20,
         nodes: vec![4, 0, 2],
         ring_epoch: 7,
+        content_crc,
     };
     let record = ObjectRecord {
         version_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
@@ -277,7 +282,7 @@ fn sample_meta() -> Vec<MetaRequest> {
 }
 
 /// Replies added after the first release of version 1 (appended variants).
-fn sample_meta_replies() -> Vec<MetaResult> {
+fn sample_meta_replies(content_crc: Option<u32>) -> Vec<MetaResult> {
     let chunk = ChunkLayout {
         object: 0xfeed,
         chunk: 0,
@@ -287,6 +292,7 @@ fn sample_meta_replies() -> Vec<MetaResult> {
         shard_len: 5,
         nodes: vec![1, 2, 3],
         ring_epoch: 1,
+        content_crc,
     };
     let garbage = GarbageRecord { owner: 0xfeed, chunks: vec![chunk], since_ms: 5 };
     vec![
@@ -304,34 +310,46 @@ fn sample_meta_replies() -> Vec<MetaResult> {
     ]
 }
 
-/// v2 frames and v1 metadata records must keep decoding (`UPDATE_SAMPLES=1`
-/// writes the files when a version is added).
+/// Metadata records as `UPDATE_SAMPLES` stores them: each one length-prefixed.
+fn cat_records(records: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut m = Vec::new();
+    for b in records {
+        m.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        m.extend_from_slice(&b);
+    }
+    m
+}
+
+fn read_records<T: serde::de::DeserializeOwned>(path: &str) -> Vec<T> {
+    let raw = std::fs::read(path).unwrap();
+    let mut r = &raw[..];
+    let mut got = Vec::new();
+    while !r.is_empty() {
+        let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
+        got.push(meta::decode::<T>(&r[4..4 + n]).unwrap());
+        r = &r[4 + n..];
+    }
+    got
+}
+
+/// v2 frames and v1 and v2 metadata records must keep decoding
+/// (`UPDATE_SAMPLES=1` writes the files of the current versions; the v1
+/// record files are kept as they were written by version 1).
 #[tokio::test]
 async fn stored_v2_and_meta_samples_decode() {
     let req_path = format!("{DATA}/wire-v2-requests.bin");
     let resp_path = format!("{DATA}/wire-v2-responses.bin");
-    let meta_path = format!("{DATA}/meta-v1-requests.bin");
-    let replies_path = format!("{DATA}/meta-v1-replies.bin");
     if std::env::var_os("UPDATE_SAMPLES").is_some() {
         let cat = |fs: Vec<bytes::Bytes>| fs.concat();
         std::fs::write(&req_path, cat(sample_v2_requests().iter().map(|r| r.encode()).collect()))
             .unwrap();
         std::fs::write(&resp_path, cat(sample_v2_responses().iter().map(|r| r.encode()).collect()))
             .unwrap();
-        let mut m = Vec::new();
-        for r in sample_meta() {
-            let b = meta::encode(&r);
-            m.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            m.extend_from_slice(&b);
-        }
-        std::fs::write(&meta_path, m).unwrap();
-        let mut m = Vec::new();
-        for r in sample_meta_replies() {
-            let b = meta::encode(&r);
-            m.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            m.extend_from_slice(&b);
-        }
-        std::fs::write(&replies_path, m).unwrap();
+        let crc = Some(CONTENT_CRC);
+        let m = cat_records(sample_meta(crc).iter().map(meta::encode).collect());
+        std::fs::write(format!("{DATA}/meta-v2-requests.bin"), m).unwrap();
+        let m = cat_records(sample_meta_replies(crc).iter().map(meta::encode).collect());
+        std::fs::write(format!("{DATA}/meta-v2-replies.bin"), m).unwrap();
     }
     let v2 = |path: String| async move {
         let raw = std::fs::read(path).unwrap();
@@ -348,24 +366,26 @@ async fn stored_v2_and_meta_samples_decode() {
     let resps: Vec<_> =
         v2(resp_path).await.iter().map(|p| MetaFrameResponse::decode(p).unwrap()).collect();
     assert_eq!(resps, sample_v2_responses());
-    let raw = std::fs::read(meta_path).unwrap();
-    let mut r = &raw[..];
-    let mut got = Vec::new();
-    while !r.is_empty() {
-        let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
-        got.push(meta::decode::<MetaRequest>(&r[4..4 + n]).unwrap());
-        r = &r[4 + n..];
-    }
-    assert_eq!(got, sample_meta());
-    let raw = std::fs::read(replies_path).unwrap();
-    let mut r = &raw[..];
-    let mut got = Vec::new();
-    while !r.is_empty() {
-        let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
-        got.push(meta::decode::<MetaResult>(&r[4..4 + n]).unwrap());
-        r = &r[4 + n..];
-    }
-    assert_eq!(got, sample_meta_replies());
+    // Version 1 records: layouts without a content checksum.
+    assert_eq!(
+        read_records::<MetaRequest>(&format!("{DATA}/meta-v1-requests.bin")),
+        sample_meta(None)
+    );
+    assert_eq!(
+        read_records::<MetaResult>(&format!("{DATA}/meta-v1-replies.bin")),
+        sample_meta_replies(None)
+    );
+    // Version 2 records carry it.
+    let crc = Some(CONTENT_CRC);
+    assert_eq!(
+        read_records::<MetaRequest>(&format!("{DATA}/meta-v2-requests.bin")),
+        sample_meta(crc)
+    );
+    assert_eq!(
+        read_records::<MetaResult>(&format!("{DATA}/meta-v2-replies.bin")),
+        sample_meta_replies(crc)
+    );
+    assert_eq!(std::fs::read(format!("{DATA}/meta-v2-requests.bin")).unwrap()[4], 2);
     // A v1 reader refuses v2 frames by version, not by guessing.
     let f = MetaFrameRequest::Meta { len: 1 }.encode();
     assert!(matches!(

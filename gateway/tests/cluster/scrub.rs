@@ -231,3 +231,85 @@ async fn a_get_that_reads_around_a_lost_shard_heals_it() {
     gw.shutdown().await;
     t.c.shutdown().await;
 }
+
+/// Rewrites the data of a shard file with `edit` and recomputes every
+/// checksum the node keeps (block table and its CRC), as if the node had
+/// been handed wrong bytes: no shard CRC can tell.
+fn rewrite_shard_keeping_crcs(path: &std::path::Path, edit: impl FnOnce(&mut [u8])) {
+    use predastore_core::checksum::crc32c;
+    let mut f = std::fs::read(path).unwrap();
+    let len = u64::from_le_bytes(f[32..40].try_into().unwrap()) as usize;
+    let block = u32::from_le_bytes(f[40..44].try_into().unwrap()) as usize;
+    edit(&mut f[64..64 + len]);
+    let table: Vec<u8> =
+        f[64..64 + len].chunks(block).flat_map(|b| crc32c(b).to_le_bytes()).collect();
+    let at = 64 + len;
+    f[at..at + table.len()].copy_from_slice(&table);
+    let end = at + table.len();
+    f[end..end + 4].copy_from_slice(&crc32c(&table).to_le_bytes());
+    assert_eq!(f.len(), end + 4, "shard file format v1");
+    std::fs::write(path, f).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_bytes_under_valid_crcs_are_never_served_and_scrub_rewrites_them() {
+    let (t, gw, s3) = cluster().await;
+    s3.create_bucket().bucket("e2e").send().await.unwrap();
+    let body = data(3 * MIB + 5, 7);
+    s3.put_object().bucket("e2e").key("k").body(body.clone().into()).send().await.unwrap();
+    // Data shard 0 of chunk 0 and parity shard 2 of chunk 1 hold wrong
+    // bytes whose CRCs the nodes computed themselves.
+    let (data0, parity1) = (shard_of(&t, 0, 0), shard_of(&t, 1, 2));
+    let originals: Vec<(PathBuf, Vec<u8>)> =
+        [&data0, &parity1].into_iter().map(|p| (p.clone(), std::fs::read(p).unwrap())).collect();
+    rewrite_shard_keeping_crcs(&data0, |d| d[100] ^= 0x08);
+    rewrite_shard_keeping_crcs(&parity1, |d| d[7] ^= 0x80);
+
+    // Reads return the written bytes: the chunk's content checksum finds
+    // the wrong shard and the read leaves it out.
+    assert!(get(&s3, "e2e", "k", None).await == body, "wrong bytes served");
+    let r = get(&s3, "e2e", "k", Some(format!("bytes=0-{}", MIB - 1))).await;
+    assert!(r == body.slice(..MIB));
+    // A deep pass names both wrong shards (or the one a read already
+    // healed) and rewrites them byte for byte.
+    let deep = scrub(&gw, true).await;
+    assert_eq!(
+        (n(&deep, "left"), n(&deep, "unreadable"), n(&deep, "below_full")),
+        (0, 0, 0),
+        "{deep}"
+    );
+    for (p, want) in &originals {
+        assert!(std::fs::read(p).unwrap() == *want, "{} is rewritten", p.display());
+    }
+    let again = scrub(&gw, true).await;
+    assert_eq!((n(&again, "corrupt"), n(&again, "inconsistent"), n(&again, "rebuilt")), (0, 0, 0));
+
+    // Bytes that were wrong before they were encoded: every shard agrees
+    // with the others and passes its CRC, yet the object is not what was
+    // written. It is refused, never served, and scrub says it is lost.
+    let all_shards = || -> BTreeMap<String, PathBuf> {
+        t.c.node_ids().into_iter().flat_map(|id| shard_files(&t, id)).collect()
+    };
+    let known = all_shards();
+    let small = data(MIB / 2, 8);
+    s3.put_object().bucket("e2e").key("lost").body(small.clone().into()).send().await.unwrap();
+    let mut wrong = small.to_vec();
+    wrong[1234] ^= 0x01;
+    let shards = predastore_core::erasure::Codec::new(2, 1).unwrap().encode(&wrong);
+    let new: Vec<(String, PathBuf)> =
+        all_shards().into_iter().filter(|(name, _)| !known.contains_key(name)).collect();
+    assert_eq!(new.len(), 3, "{new:?}");
+    for (name, p) in &new {
+        let i = usize::from_str_radix(&name[name.len() - 2..], 16).unwrap();
+        rewrite_shard_keeping_crcs(p, |d| d.copy_from_slice(&shards[i]));
+    }
+    let e = s3.get_object().bucket("e2e").key("lost").send().await.unwrap_err();
+    assert_eq!(code(&e), "InternalError", "{e:?}");
+    let deep = scrub(&gw, true).await;
+    assert_eq!((n(&deep, "unreadable"), n(&deep, "rebuilt")), (1, 0), "{deep}");
+    assert_eq!(n(&deep, "below_full"), 1, "{deep}");
+    // The good object still reads.
+    assert!(get(&s3, "e2e", "k", None).await == body);
+    gw.shutdown().await;
+    t.c.shutdown().await;
+}

@@ -913,6 +913,7 @@ pub(crate) mod tests {
             shard_len: 5,
             nodes: vec![1, 2, 3],
             ring_epoch: 1,
+            content_crc: None,
         }
     }
 

@@ -611,18 +611,19 @@ mod samples {
         Ok(12)
     }
 
-    /// Log entries, membership, replies and snapshots written by this
-    /// version must keep decoding. `UPDATE_SAMPLES=1` writes the files.
+    /// Log entries, membership, replies and snapshots written by every
+    /// record version must keep decoding. `UPDATE_SAMPLES=1` writes the
+    /// files of the current version (older ones stay as they were written).
     #[test]
     fn stored_raft_samples_decode() {
         let pairs: Vec<(&[u8], &[u8])> = vec![(b"b/one", b"x"), (b"r", b"yz")];
+        let v = meta::RECORD_VERSION;
         let files = [
-            ("raft-v1-entry.bin", meta::encode(&entry())),
-            ("raft-v1-membership.bin", meta::encode(&membership())),
-            ("raft-v1-replies.bin", meta::encode(&replies())),
-            ("raft-v1-snapshot.bin", encode_snapshot(pairs.iter().copied())),
-            ("raft-v1-probe.bin", meta::encode(&probe())),
-            ("raft-v1-rejoin.bin", meta::encode(&rejoined())),
+            (format!("raft-v{v}-entry.bin"), meta::encode(&entry())),
+            (format!("raft-v{v}-membership.bin"), meta::encode(&membership())),
+            (format!("raft-v{v}-replies.bin"), meta::encode(&replies())),
+            (format!("raft-v{v}-probe.bin"), meta::encode(&probe())),
+            (format!("raft-v{v}-rejoin.bin"), meta::encode(&rejoined())),
         ];
         if std::env::var_os("UPDATE_SAMPLES").is_some() {
             for (f, b) in &files {
@@ -630,21 +631,30 @@ mod samples {
             }
         }
         let read = |f: &str| std::fs::read(format!("{DATA}/{f}")).unwrap();
-        let e: Entry<TypeConfig> = meta::decode(&read("raft-v1-entry.bin")).unwrap();
-        assert_eq!(e.log_id, entry().log_id);
-        assert_eq!(format!("{:?}", e.payload), format!("{:?}", entry().payload));
-        let m: StoredMembership<NodeId, openraft::BasicNode> =
-            meta::decode(&read("raft-v1-membership.bin")).unwrap();
-        assert_eq!(m, membership());
-        assert_eq!(meta::decode::<BatchReply>(&read("raft-v1-replies.bin")).unwrap(), replies());
-        assert_eq!(
-            meta::decode::<crate::meta::admission::GroupView>(&read("raft-v1-probe.bin")).unwrap(),
-            probe()
-        );
-        assert_eq!(
-            meta::decode::<Result<u64, String>>(&read("raft-v1-rejoin.bin")).unwrap(),
-            rejoined()
-        );
+        for v in 1..=meta::RECORD_VERSION {
+            let read = |name: &str| {
+                let b = read(&format!("raft-v{v}-{name}.bin"));
+                assert_eq!(b[0], v, "raft-v{v}-{name}.bin is a version-{v} record");
+                b
+            };
+            let e: Entry<TypeConfig> = meta::decode(&read("entry")).unwrap();
+            assert_eq!(e.log_id, entry().log_id);
+            assert_eq!(format!("{:?}", e.payload), format!("{:?}", entry().payload));
+            let m: StoredMembership<NodeId, openraft::BasicNode> =
+                meta::decode(&read("membership")).unwrap();
+            assert_eq!(m, membership());
+            assert_eq!(meta::decode::<BatchReply>(&read("replies")).unwrap(), replies());
+            assert_eq!(
+                meta::decode::<crate::meta::admission::GroupView>(&read("probe")).unwrap(),
+                probe()
+            );
+            assert_eq!(meta::decode::<Result<u64, String>>(&read("rejoin")).unwrap(), rejoined());
+        }
+        // The snapshot framing has its own version (unchanged: 1).
+        if std::env::var_os("UPDATE_SAMPLES").is_some() {
+            let snap = encode_snapshot(pairs.iter().copied());
+            std::fs::write(format!("{DATA}/raft-v1-snapshot.bin"), snap).unwrap();
+        }
         let snap = decode_snapshot(&read("raft-v1-snapshot.bin")).unwrap();
         assert_eq!(snap, vec![(b"b/one".to_vec(), b"x".to_vec()), (b"r".to_vec(), b"yz".to_vec())]);
     }

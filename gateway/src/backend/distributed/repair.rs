@@ -262,6 +262,7 @@ mod tests {
             shard_len: 5,
             nodes: vec![4, 5, 6],
             ring_epoch: 1,
+            content_crc: None,
         }
     }
 

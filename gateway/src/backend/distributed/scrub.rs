@@ -239,8 +239,19 @@ impl ObjectScrub<'_> {
                     "parity does not match data though every shard passed its checksums"
                 );
             }
+            if check.content == Some(false) {
+                // Whatever else is found, nothing here can be rebuilt: no
+                // set of shards gives the bytes that were written.
+                report.unreadable += 1;
+                tracing::error!(
+                    bucket = self.bucket,
+                    key = self.key,
+                    chunk = l.chunk,
+                    "no set of shards decodes to the chunk's content checksum: data lost"
+                );
+            }
             let mut rebuilt = 0u64;
-            if !lost.is_empty() {
+            if !lost.is_empty() && check.content != Some(false) {
                 // Paced before the freshness check, so no wait falls between
                 // the read that showed the chunk referenced and the writes.
                 pacer.take(u64::from(l.data_shards) * l.shard_len).await;
@@ -276,7 +287,11 @@ impl ObjectScrub<'_> {
             report.left += lost.len() as u64 - rebuilt + unchecked;
             // A stripe whose parity disagrees holds one wrong shard at least.
             let wrong = u64::from(check.consistent == Some(false));
-            let whole = (intact + rebuilt).saturating_sub(wrong);
+            let whole = if check.content == Some(false) {
+                0
+            } else {
+                (intact + rebuilt).saturating_sub(wrong)
+            };
             below_full |= whole < total;
             let margin = whole.saturating_sub(u64::from(l.data_shards));
             report.survives = Some(report.survives.map_or(margin, |s| s.min(margin)));

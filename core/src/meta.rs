@@ -385,6 +385,29 @@ pub enum Command {
     /// as `(owner, chunk)`, and whole owners after a sweep. Replied with
     /// `Done`.
     ForgetGarbage { chunks: Vec<(u128, u32)>, owners: Vec<u128> },
+    /// Puts an object on the index of objects below full redundancy (if
+    /// `version_id` is still its version); replaces its entry.
+    MarkDegraded(DegradedRecord),
+    /// Takes an object's entry off that index, if it names `version_id`.
+    ClearDegraded { bucket: String, key: String, version_id: u128 },
+}
+
+/// An object a gateway found below full redundancy: the index repair
+/// works from and `GET /admin/v1/repair` counts, so neither has to read
+/// every record. Replacing or deleting the object drops its entry (the
+/// new version's writer marks it again if it needs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DegradedRecord {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The version found degraded.
+    pub version_id: u128,
+    /// Further shard losses its weakest chunk survives (0: none).
+    pub survives: u8,
+    /// When it was found, ms since the Unix epoch (the finder's clock).
+    pub since_ms: u64,
 }
 
 /// One S3 listing request (ListObjectsV2 semantics).
@@ -461,6 +484,8 @@ pub enum Query {
     /// upload id) order, after `after` (exclusive), at most `limit`: a page
     /// of [`Query::ListUploads`], which stops at 1000.
     UploadsPage { bucket: String, prefix: String, after: Option<(String, String)>, limit: u32 },
+    /// Up to `limit` entries of the degraded index after (bucket, key).
+    DegradedPage { after: Option<(String, String)>, limit: u32 },
 }
 
 /// Answer to a command or a query.
@@ -496,6 +521,8 @@ pub enum Reply {
     Freed { replaced: Option<u128>, freed: Vec<GarbageRecord> },
     /// What the collector should look at.
     Garbage { freed: Vec<GarbageRecord>, intents: Vec<IntentRecord> },
+    /// A page of the degraded index, in (bucket, key) order.
+    Degraded(Vec<DegradedRecord>),
 }
 
 /// Why a metadata operation failed.
@@ -584,8 +611,9 @@ mod tests {
         b[3] ^= 1;
         assert!(matches!(decode::<Command>(&b), Err(CodecError::Checksum { .. })));
         assert!(matches!(decode::<Command>(&b[..3]), Err(CodecError::Truncated(3))));
-        let mut v2 = vec![2u8, 0];
-        v2.extend_from_slice(&crc32c(&v2).to_le_bytes());
-        assert_eq!(decode::<Command>(&v2), Err(CodecError::UnknownVersion(2)));
+        let next = RECORD_VERSION + 1;
+        let mut later = vec![next, 0];
+        later.extend_from_slice(&crc32c(&later).to_le_bytes());
+        assert_eq!(decode::<Command>(&later), Err(CodecError::UnknownVersion(next)));
     }
 }

@@ -2,8 +2,8 @@
 //! (plus the v1 metadata record samples).
 
 use predastore_core::meta::{
-    self, ChunkLayout, Command, GarbageRecord, IntentRecord, ListRequest, MetaError, MetaRequest,
-    MetaResult, ObjectRecord, Precondition, Query, Reply,
+    self, ChunkLayout, Command, DegradedRecord, GarbageRecord, IntentRecord, ListRequest,
+    MetaError, MetaRequest, MetaResult, ObjectRecord, Precondition, Query, Reply,
 };
 use predastore_core::shard::{ShardId, ShardInfo, Usage};
 use predastore_core::wire::{
@@ -281,6 +281,44 @@ fn sample_meta(content_crc: Option<u32>) -> Vec<MetaRequest> {
     ]
 }
 
+/// Requests added with version 2 (appended variants: the degraded index).
+fn sample_meta_v2_requests() -> Vec<MetaRequest> {
+    let record = DegradedRecord {
+        bucket: "photos".into(),
+        key: "2024/a.mp4".into(),
+        version_id: 0xfeed,
+        survives: 0,
+        since_ms: 1_760_000_000_002,
+    };
+    vec![
+        MetaRequest::Write { request_id: 46, command: Command::MarkDegraded(record) },
+        MetaRequest::Write {
+            request_id: 47,
+            command: Command::ClearDegraded {
+                bucket: "photos".into(),
+                key: "2024/a.mp4".into(),
+                version_id: 0xfeed,
+            },
+        },
+        MetaRequest::Read {
+            query: Query::DegradedPage { after: Some(("photos".into(), "a".into())), limit: 1000 },
+            linearizable: true,
+        },
+    ]
+}
+
+/// Replies added with version 2.
+fn sample_meta_v2_replies() -> Vec<MetaResult> {
+    let record = DegradedRecord {
+        bucket: "b".into(),
+        key: "k".into(),
+        version_id: 3,
+        survives: 1,
+        since_ms: 4,
+    };
+    vec![Ok(Reply::Degraded(vec![record])), Ok(Reply::Degraded(Vec::new()))]
+}
+
 /// Replies added after the first release of version 1 (appended variants).
 fn sample_meta_replies(content_crc: Option<u32>) -> Vec<MetaResult> {
     let chunk = ChunkLayout {
@@ -308,6 +346,18 @@ fn sample_meta_replies(content_crc: Option<u32>) -> Vec<MetaResult> {
         }),
         Err(MetaError::ChunksGone(0xfeed)),
     ]
+}
+
+fn v2_requests() -> Vec<MetaRequest> {
+    let mut v = sample_meta(Some(CONTENT_CRC));
+    v.extend(sample_meta_v2_requests());
+    v
+}
+
+fn v2_replies() -> Vec<MetaResult> {
+    let mut v = sample_meta_replies(Some(CONTENT_CRC));
+    v.extend(sample_meta_v2_replies());
+    v
 }
 
 /// Metadata records as `UPDATE_SAMPLES` stores them: each one length-prefixed.
@@ -345,10 +395,9 @@ async fn stored_v2_and_meta_samples_decode() {
             .unwrap();
         std::fs::write(&resp_path, cat(sample_v2_responses().iter().map(|r| r.encode()).collect()))
             .unwrap();
-        let crc = Some(CONTENT_CRC);
-        let m = cat_records(sample_meta(crc).iter().map(meta::encode).collect());
+        let m = cat_records(v2_requests().iter().map(meta::encode).collect());
         std::fs::write(format!("{DATA}/meta-v2-requests.bin"), m).unwrap();
-        let m = cat_records(sample_meta_replies(crc).iter().map(meta::encode).collect());
+        let m = cat_records(v2_replies().iter().map(meta::encode).collect());
         std::fs::write(format!("{DATA}/meta-v2-replies.bin"), m).unwrap();
     }
     let v2 = |path: String| async move {
@@ -375,16 +424,9 @@ async fn stored_v2_and_meta_samples_decode() {
         read_records::<MetaResult>(&format!("{DATA}/meta-v1-replies.bin")),
         sample_meta_replies(None)
     );
-    // Version 2 records carry it.
-    let crc = Some(CONTENT_CRC);
-    assert_eq!(
-        read_records::<MetaRequest>(&format!("{DATA}/meta-v2-requests.bin")),
-        sample_meta(crc)
-    );
-    assert_eq!(
-        read_records::<MetaResult>(&format!("{DATA}/meta-v2-replies.bin")),
-        sample_meta_replies(crc)
-    );
+    // Version 2 records carry it, and the degraded index's messages.
+    assert_eq!(read_records::<MetaRequest>(&format!("{DATA}/meta-v2-requests.bin")), v2_requests());
+    assert_eq!(read_records::<MetaResult>(&format!("{DATA}/meta-v2-replies.bin")), v2_replies());
     assert_eq!(std::fs::read(format!("{DATA}/meta-v2-requests.bin")).unwrap()[4], 2);
     // A v1 reader refuses v2 frames by version, not by guessing.
     let f = MetaFrameRequest::Meta { len: 1 }.encode();

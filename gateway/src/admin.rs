@@ -141,13 +141,32 @@ async fn repair(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// `GET /admin/v1/repair`: `{"last": …}`, the last pass this gateway ran
-/// (background or requested), or null before the first.
+/// `GET /admin/v1/repair`: `{"last": …, "below_full": …, "survives": …}`:
+/// the last pass this gateway ran (background or requested; null before
+/// the first), how many objects are below full redundancy right now and
+/// the fewest further shard losses any of them survives (null when none
+/// is; both null without redundancy, fs mode).
 async fn last_repair(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     if let Some(r) = refuse(&s, &headers) {
         return r;
     }
-    Json(serde_json::json!({ "last": s.backend.last_repair().await })).into_response()
+    let now = match s.backend.redundancy().await {
+        Ok(r) => r,
+        Err(e @ BackendError::Unavailable(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let (below_full, survives) = match now {
+        Some(r) => (serde_json::json!(r.below_full), serde_json::json!(r.survives)),
+        None => (serde_json::Value::Null, serde_json::Value::Null),
+    };
+    Json(serde_json::json!({
+        "last": s.backend.last_repair().await,
+        "below_full": below_full,
+        "survives": survives,
+    }))
+    .into_response()
 }
 
 /// `POST /admin/v1/scrub` parameters.

@@ -152,6 +152,17 @@ pub struct RepairReport {
     pub finished_ms: u64,
 }
 
+/// How many objects are below full redundancy now (`GET
+/// /admin/v1/repair`), from the distributed backend's degraded index.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Redundancy {
+    /// Objects on the index.
+    pub below_full: u64,
+    /// The fewest further shard losses any of them survives (None: no
+    /// object is below full redundancy).
+    pub survives: Option<u8>,
+}
+
 /// What one scrub pass found and did (`POST /admin/v1/scrub`). A backend
 /// without redundancy reports zeros (fs mode checks every full read).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -584,6 +595,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The last repair pass this gateway ran (background or requested).
     async fn last_repair(&self) -> Option<RepairReport> {
         None
+    }
+    /// How many objects are below full redundancy right now (None: the
+    /// backend has no redundancy to lose).
+    async fn redundancy(&self) -> Result<Option<Redundancy>> {
+        Ok(None)
     }
     /// Starts a pass that checks every shard of every object against its
     /// checksums (and, `deep`, its stripe's parity) and rebuilds those

@@ -58,6 +58,10 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     // tests' gateways may add to them).
     let (below_now, bare_now) = redundancy_counters(&gw).await;
     assert!(below_now - below >= 3.0 && bare_now - bare >= 3.0, "{below_now} {bare_now}");
+    // The degraded index says so right now: three objects (the inline
+    // one has no shards), none surviving another loss.
+    let now = admin(&gw, reqwest::Method::GET, "repair").await;
+    assert_eq!((now["below_full"].as_u64(), now["survives"].as_u64()), (Some(3), Some(0)), "{now}");
     // And it has none, for real: node 1 loses its shards of every first
     // chunk (moved aside) and "plain" cannot be read; the GET fails, it
     // never returns wrong bytes.
@@ -99,6 +103,9 @@ async fn shards_missed_while_a_node_was_down_are_rebuilt_when_it_returns() {
     assert!(counter(&m, "predastore_gateway_repaired_shards") - repaired_before >= 14.0);
     let r = repair_now(&gw).await;
     assert_eq!((r["objects"].as_u64(), r["degraded"].as_u64()), (Some(4), Some(0)), "{r}");
+    let now = admin(&gw, reqwest::Method::GET, "repair").await;
+    assert_eq!(now["below_full"].as_u64(), Some(0), "{now}");
+    assert!(now["survives"].is_null(), "nothing below full redundancy: {now}");
     // Readers see the same version.
     let after = s3.head_object().bucket("heal").key("plain").send().await.unwrap();
     assert_eq!(after.e_tag(), before.e_tag());

@@ -110,6 +110,8 @@ async fn a_wiped_node_is_refilled_by_scrub_and_then_survives_another_loss() {
     };
     assert_eq!(found, before.len() as u64, "{last}");
     assert_eq!(n(&last, "objects"), 100, "{last}");
+    let now = admin(&gw, reqwest::Method::GET, "repair").await;
+    assert_eq!(now["below_full"].as_u64(), Some(0), "every object back to full redundancy: {now}");
     assert_eq!(last["survives"].as_u64(), Some(1), "{last}");
     assert_eq!(shard_files(&t, 1).keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
     let m = gw_metrics(&gw).await;
@@ -308,6 +310,17 @@ async fn wrong_bytes_under_valid_crcs_are_never_served_and_scrub_rewrites_them()
     let deep = scrub(&gw, true).await;
     assert_eq!((n(&deep, "unreadable"), n(&deep, "rebuilt")), (1, 0), "{deep}");
     assert_eq!(n(&deep, "below_full"), 1, "{deep}");
+    // It is on the degraded index: one object below full redundancy.
+    let now = admin(&gw, reqwest::Method::GET, "repair").await;
+    assert_eq!((now["below_full"].as_u64(), now["survives"].as_u64()), (Some(1), Some(0)), "{now}");
+    // A repair pass works from the index: it tries the object again (a
+    // deep scrub of it) and leaves it there, since nothing can rebuild it.
+    let r = admin(&gw, reqwest::Method::POST, "repair").await;
+    assert_eq!((r["degraded"].as_u64(), r["left"].as_u64()), (Some(1), Some(1)), "{r}");
+    // Deleting (or rewriting) the object takes it off the index.
+    s3.delete_object().bucket("e2e").key("lost").send().await.unwrap();
+    let now = admin(&gw, reqwest::Method::GET, "repair").await;
+    assert_eq!(now["below_full"].as_u64(), Some(0), "{now}");
     // The good object still reads.
     assert!(get(&s3, "e2e", "k", None).await == body);
     gw.shutdown().await;

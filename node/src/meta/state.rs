@@ -18,6 +18,7 @@
 //! | `x/` owner (u128 BE) chunk (u32 BE) | `u64`: records referencing that chunk |
 //! | `i/` owner (u128 BE) | [`meta::IntentRecord`]: shards being written |
 //! | `g/` owner (u128 BE) | [`GarbageRecord`]: shards to delete |
+//! | `h/` bucket `\0` key | [`DegradedRecord`]: an object below full redundancy; dropped when the object is replaced or deleted |
 //!
 //! # Chunk references
 //!
@@ -39,9 +40,9 @@ use std::collections::BTreeMap;
 
 use predastore_core::config::validate_bucket_name;
 use predastore_core::meta::{
-    self, BucketRecord, ChunkLayout, CodecError, Command, GarbageRecord, ListEntry, ListPage,
-    ListRequest, MAX_KEYS, MetaError, MetaResult, MultipartUpload, ObjectRecord, PartRecord,
-    Precondition, Query, Reply, RingRecord, StorageClassRecord,
+    self, BucketRecord, ChunkLayout, CodecError, Command, DegradedRecord, GarbageRecord, ListEntry,
+    ListPage, ListRequest, MAX_KEYS, MetaError, MetaResult, MultipartUpload, ObjectRecord,
+    PartRecord, Precondition, Query, Reply, RingRecord, StorageClassRecord,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -151,6 +152,10 @@ fn intent_key(owner: u128) -> Vec<u8> {
 }
 fn garbage_key(owner: u128) -> Vec<u8> {
     cat(&[b"g/", &owner.to_be_bytes()])
+}
+const DEGRADED_PREFIX: &[u8] = b"h/";
+fn degraded_key(bucket: &str, key: &str) -> Vec<u8> {
+    cat(&[DEGRADED_PREFIX, bucket.as_bytes(), b"\0", key.as_bytes()])
 }
 /// Prefix of keys owned by the store, not the state machine.
 pub const SYSTEM_PREFIX: &[u8] = b"s/";
@@ -367,6 +372,7 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
                 drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
             }
             ov.put(k, record);
+            ov.del(degraded_key(bucket, key));
             Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
         }
         Command::DeleteObject { bucket, key, expect } => {
@@ -378,6 +384,7 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
             if let Some(c) = &cur {
                 drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
                 ov.del(k);
+                ov.del(degraded_key(bucket, key));
             }
             Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
         }
@@ -424,6 +431,7 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
                 drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
             }
             ov.put(k, record);
+            ov.del(degraded_key(bucket, &u.key));
             Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
         }
         Command::AbortUpload { bucket, upload_id } => {
@@ -463,6 +471,22 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
                         ov.put(gk, &g);
                     }
                 }
+            }
+            Ok(Ok(Reply::Done))
+        }
+        Command::MarkDegraded(d) => {
+            let cur = read::<ObjectRecord>(ov, &object_key(&d.bucket, &d.key))?;
+            // A stale report (the object was replaced or deleted since)
+            // changes nothing.
+            if cur.is_some_and(|c| c.version_id == d.version_id) {
+                ov.put(degraded_key(&d.bucket, &d.key), d);
+            }
+            Ok(Ok(Reply::Done))
+        }
+        Command::ClearDegraded { bucket, key, version_id } => {
+            let k = degraded_key(bucket, key);
+            if read::<DegradedRecord>(ov, &k)?.is_some_and(|d| d.version_id == *version_id) {
+                ov.del(k);
             }
             Ok(Ok(Reply::Done))
         }
@@ -703,6 +727,22 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
         Query::GetUpload { bucket, upload_id } => {
             need_upload(kv, bucket, upload_id)?.map(|u| Reply::Parts(u, Vec::new()))
         }
+        Query::DegradedPage { after, limit } => {
+            let limit = (*limit).clamp(1, MAX_KEYS) as usize;
+            // Strictly after (bucket, key): its key with a NUL appended is
+            // the first key past it.
+            let from = match after {
+                Some((b, k)) => cat(&[&degraded_key(b, k), b"\0"]),
+                None => DEGRADED_PREFIX.to_vec(),
+            };
+            let end = prefix_end(DEGRADED_PREFIX);
+            let mut out = Vec::new();
+            kv.range(&from, end.as_deref(), &mut |k, v| {
+                out.push(dec(k, v)?);
+                Ok(out.len() < limit)
+            })?;
+            Ok(Reply::Degraded(out))
+        }
     })
 }
 
@@ -877,6 +917,68 @@ pub(crate) mod tests {
 
     fn put(key: &str, v: u128, expect: Precondition) -> Command {
         Command::PutObject { bucket: "bk1".into(), key: key.into(), record: record(v), expect }
+    }
+
+    #[test]
+    fn the_degraded_index_follows_the_object_version() {
+        let mut kv = MemKv::default();
+        let mark = |key: &str, v: u128, survives: u8| {
+            Command::MarkDegraded(DegradedRecord {
+                bucket: "bk1".into(),
+                key: key.into(),
+                version_id: v,
+                survives,
+                since_ms: 5,
+            })
+        };
+        let page = |kv: &MemKv, after: Option<(&str, &str)>, limit: u32| -> Vec<(String, u128)> {
+            let after = after.map(|(b, k)| (b.to_string(), k.to_string()));
+            match query(kv, &Query::DegradedPage { after, limit }).unwrap() {
+                Reply::Degraded(d) => d.into_iter().map(|d| (d.key, d.version_id)).collect(),
+                r => panic!("{r:?}"),
+            }
+        };
+        kv.apply(vec![
+            (1, 10, bucket("bk1")),
+            (2, 10, put("a", 100, Precondition::None)),
+            (3, 10, put("b", 200, Precondition::None)),
+            (4, 10, put("c", 300, Precondition::None)),
+            (5, 10, mark("a", 100, 0)),
+            (6, 10, mark("b", 200, 0)),
+            (7, 10, mark("c", 299, 0)), // stale: c is at 300
+            (8, 10, mark("zz", 1, 0)),  // no such object
+        ]);
+        assert_eq!(page(&kv, None, 10), vec![("a".into(), 100), ("b".into(), 200)]);
+        assert_eq!(page(&kv, Some(("bk1", "a")), 10), vec![("b".into(), 200)]);
+        assert_eq!(page(&kv, None, 1), vec![("a".into(), 100)]);
+        // Replacing or deleting an object drops its entry; so does a clear
+        // naming its version, and only that.
+        kv.apply(vec![
+            (9, 10, put("a", 101, Precondition::None)),
+            (
+                10,
+                10,
+                Command::ClearDegraded { bucket: "bk1".into(), key: "b".into(), version_id: 1 },
+            ),
+        ]);
+        assert_eq!(page(&kv, None, 10), vec![("b".into(), 200)]);
+        kv.apply(vec![(
+            11,
+            10,
+            Command::ClearDegraded { bucket: "bk1".into(), key: "b".into(), version_id: 200 },
+        )]);
+        assert!(page(&kv, None, 10).is_empty());
+        kv.apply(vec![(12, 10, mark("c", 300, 1))]);
+        kv.apply(vec![(
+            13,
+            10,
+            Command::DeleteObject {
+                bucket: "bk1".into(),
+                key: "c".into(),
+                expect: Precondition::None,
+            },
+        )]);
+        assert!(page(&kv, None, 10).is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod body;
 pub mod collector;
+pub mod degraded;
 pub mod heal;
 pub mod record;
 pub mod repair;
@@ -531,9 +532,15 @@ impl Inner {
         owner: Option<u128>,
     ) -> Result<()> {
         let chunks = rec.chunks.clone();
+        // A record naming missing shards goes on the degraded index once
+        // committed.
+        let degraded = degraded::copy_if_degraded(&rec);
         match self.meta.put_object(bucket, key, rec, expect).await {
             Ok(f) => {
                 self.free_later(f.freed);
+                if let Some(rec) = degraded {
+                    self.note_missing(bucket, key, &rec).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -541,6 +548,9 @@ impl Inner {
                     && self.abandon(owner, &chunks).await == Some(true)
                 {
                     tracing::info!(bucket, key, error = %e, "the commit applied despite the error");
+                    if let Some(rec) = degraded {
+                        self.note_missing(bucket, key, &rec).await;
+                    }
                     return Ok(());
                 }
                 Err(meta_err(e))
@@ -952,9 +962,13 @@ impl Backend for DistributedBackend {
         let mut rec = record::record_of(&info, new_request_id(), record::missing_of(&cur));
         rec.chunks = cur.chunks;
         rec.inline = cur.inline;
+        let degraded = degraded::copy_if_degraded(&rec);
         match inner.meta.put_object(dst.0, dst.1, rec, expect).await {
             Ok(f) => {
                 inner.free_later(f.freed);
+                if let Some(rec) = degraded {
+                    inner.note_missing(dst.0, dst.1, &rec).await;
+                }
                 Ok(Some(info))
             }
             // The source was replaced meanwhile and its chunks freed.
@@ -1110,6 +1124,7 @@ impl Backend for DistributedBackend {
         let mut rec = record::record_of(&info, new_request_id(), missing);
         rec.chunks = chosen.into_iter().flat_map(|(_, _, c)| c).collect();
         let expect = inner.precondition(bucket, key, &condition).await?;
+        let degraded = degraded::copy_if_degraded(&rec);
         let cmd = Command::CompleteUpload {
             bucket: bucket.into(),
             upload_id: upload_id.into(),
@@ -1126,6 +1141,9 @@ impl Backend for DistributedBackend {
             Err(e) => return Err(meta_err(e)),
         };
         inner.free_later(f.freed);
+        if let Some(rec) = degraded {
+            inner.note_missing(bucket, key, &rec).await;
+        }
         Ok(info)
     }
 
@@ -1199,6 +1217,11 @@ impl Backend for DistributedBackend {
 
     async fn last_repair(&self) -> Option<RepairReport> {
         *self.inner.last_repair.lock().expect("repair report lock")
+    }
+
+    async fn redundancy(&self) -> Result<Option<Redundancy>> {
+        let entries = self.inner.degraded().await.map_err(meta_err)?;
+        Ok(Some(Redundancy::of(&entries)))
     }
 
     async fn scrub(&self, deep: bool, wait: bool) -> Result<Option<ScrubReport>> {

@@ -20,11 +20,16 @@
 //! - Every gateway runs passes; two repairing the same object write the
 //!   same bytes (encoding is deterministic) and only one commit wins.
 //!
-//! A pass walks every object of every bucket (the record is the only place
-//! that names missing shards), so it runs only when it can achieve
-//! something: at start-up, after a node this gateway saw down is back, on
-//! `POST /admin/v1/repair`, and every [`FORCED_EVERY`] checks (a day by
-//! default) for shards missed for other reasons.
+//! Work comes from the degraded index ([`super::degraded`]): every write
+//! that left shards missing, and every object scrub found below full
+//! redundancy and could not rebuild, is on it. A pass takes each entry:
+//! shards the record names missing are rebuilt here; shards lost after
+//! the write are rebuilt by a deep scrub of the object. The first pass
+//! after start, the daily one ([`FORCED_EVERY`]) and `POST
+//! /admin/v1/repair` also walk every record, for objects written before
+//! the index or whose writer died before indexing them. Passes run when
+//! they can achieve something: at start-up, after a node this gateway saw
+//! down is back, and on request.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,6 +43,7 @@ use predastore_core::shard::ShardId;
 
 use super::Inner;
 use super::record;
+use super::scrub;
 use super::walk::RecordWalk;
 use crate::backend::RepairReport;
 
@@ -82,11 +88,14 @@ pub async fn run(inner: Arc<Inner>, every: Duration) {
             continue;
         }
         checks = checks.wrapping_add(1);
-        let forced = checks.is_multiple_of(FORCED_EVERY);
+        let forced = checks.is_multiple_of(FORCED_EVERY) || checks == 1;
         if !inner.repair_wanted.swap(false, Ordering::AcqRel) && !forced {
             continue;
         }
-        match pass(&inner).await {
+        // The first and the daily pass walk every record (objects written
+        // before the index, or whose writer died before indexing them);
+        // the others work from the index alone.
+        match pass_over(&inner, forced).await {
             Ok(r) => {
                 if r.degraded > 0 {
                     tracing::info!(?r, "repair pass");
@@ -104,10 +113,93 @@ pub async fn run(inner: Arc<Inner>, every: Duration) {
     }
 }
 
-/// One pass over every object of every bucket.
+/// One pass over every object of every bucket, then the degraded index.
 pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
+    pass_over(inner, true).await
+}
+
+/// One pass: with `walk_all`, over every record (repairing what their
+/// `missing` lists name); then over the degraded index (objects written
+/// below full redundancy, or found so by scrub).
+async fn pass_over(inner: &Inner, walk_all: bool) -> Result<RepairReport, MetaError> {
     let _one_at_a_time = inner.repair_lock.lock().await;
     let mut report = RepairReport::default();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    if walk_all {
+        walk_records(inner, &mut report, &mut seen).await?;
+    }
+    for d in inner.degraded().await? {
+        if seen.contains(&(d.bucket.clone(), d.key.clone())) {
+            continue;
+        }
+        let read_at = Instant::now();
+        let rec = match inner.meta.get_object(&d.bucket, &d.key).await {
+            Ok(r) => r,
+            Err(MetaError::NoSuchKey { .. } | MetaError::NoSuchBucket(_)) => continue,
+            Err(e @ (MetaError::NotLeader { .. } | MetaError::NoQuorum(_))) => return Err(e),
+            Err(e) => {
+                tracing::warn!(bucket = %d.bucket, key = %d.key, error = %e,
+                    "object record unreadable; not repaired");
+                report.left += 1;
+                continue;
+            }
+        };
+        // Replaced since: its entry went with the old version.
+        if rec.version_id != d.version_id {
+            continue;
+        }
+        report.objects += 1;
+        report.degraded += 1;
+        if !record::missing_of(&rec).is_empty() {
+            tally(&mut report, &d.bucket, &d.key, object(inner, &d.bucket, &d.key, rec).await);
+            continue;
+        }
+        // Lost after the write (scrub found it): a deep scrub of the
+        // object rebuilds what it can and updates the index.
+        match scrub::object(inner, &d.bucket, &d.key, rec, read_at).await {
+            Ok(r) => {
+                if r.rebuilt > 0 {
+                    report.repaired += 1;
+                    report.shards += r.rebuilt;
+                }
+                if r.below_full > 0 {
+                    report.left += 1;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(bucket = %d.bucket, key = %d.key, error = %e,
+                    "repairing an object failed");
+                report.left += 1;
+            }
+        }
+    }
+    report.finished_ms = record::millis(crate::backend::rules::now_millis());
+    *inner.last_repair.lock().expect("repair report lock") = Some(report);
+    Ok(report)
+}
+
+/// Adds one object's repair outcome to `report`.
+fn tally(report: &mut RepairReport, bucket: &str, key: &str, r: Result<u64, String>) {
+    match r {
+        Ok(0) => report.left += 1,
+        Ok(n) => {
+            report.repaired += 1;
+            report.shards += n;
+        }
+        Err(e) => {
+            tracing::warn!(bucket, key, error = %e, "repairing an object failed");
+            report.left += 1;
+        }
+    }
+}
+
+/// Repairs every object whose record names missing shards; notes each in
+/// `seen`.
+async fn walk_records(
+    inner: &Inner,
+    report: &mut RepairReport,
+    seen: &mut BTreeSet<(String, String)>,
+) -> Result<(), MetaError> {
     let mut walk = RecordWalk::start(inner).await?;
     while let Some(o) = walk.next().await? {
         report.objects += 1;
@@ -126,22 +218,10 @@ pub async fn pass(inner: &Inner) -> Result<RepairReport, MetaError> {
             continue;
         }
         report.degraded += 1;
-        match object(inner, &o.bucket, &o.key, rec).await {
-            Ok(0) => report.left += 1,
-            Ok(n) => {
-                report.repaired += 1;
-                report.shards += n;
-            }
-            Err(e) => {
-                tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
-                    "repairing an object failed");
-                report.left += 1;
-            }
-        }
+        seen.insert((o.bucket.clone(), o.key.clone()));
+        tally(report, &o.bucket, &o.key, object(inner, &o.bucket, &o.key, rec).await);
     }
-    report.finished_ms = record::millis(crate::backend::rules::now_millis());
-    *inner.last_repair.lock().expect("repair report lock") = Some(report);
-    Ok(report)
+    Ok(())
 }
 
 /// A record read longer ago than this is read (or committed) again before
@@ -233,6 +313,8 @@ async fn object(
                 tracing::info!(bucket, key, shards = stored.len(), "repaired");
                 crate::metrics::global().repaired_shards.inc_by(stored.len() as u64);
                 total += stored.len() as u64;
+                // The new version replaced the old one's index entry.
+                inner.note_missing(bucket, key, &next).await;
                 if finished {
                     return Ok(total);
                 }

@@ -118,6 +118,8 @@ pub async fn pass(inner: &Inner, opts: ScrubOptions) -> Result<ScrubReport, Meta
         ScrubReport { deep: opts.deep, started_ms: now_ms(), ..ScrubReport::default() };
     let mut pacer = Pacer::new(opts.bytes_per_sec);
     let m = crate::metrics::global();
+    let indexed: std::collections::BTreeSet<(String, String)> =
+        inner.degraded().await?.into_iter().map(|d| (d.bucket, d.key)).collect();
     let mut walk = RecordWalk::start(inner).await?;
     while let Some(o) = walk.next().await? {
         let rec = match o.record {
@@ -131,7 +133,9 @@ pub async fn pass(inner: &Inner, opts: ScrubOptions) -> Result<ScrubReport, Meta
         };
         report.objects += 1;
         m.scrub_objects.inc();
-        let scrubbed = ObjectScrub { inner, opts, bucket: &o.bucket, key: &o.key };
+        let on_index = indexed.contains(&(o.bucket.clone(), o.key.clone()));
+        let scrubbed =
+            ObjectScrub { inner, opts, bucket: &o.bucket, key: &o.key, indexed: on_index };
         if let Err(e) = scrubbed.run(rec, o.read_at, &mut pacer, &mut report).await {
             tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e, "scrubbing an object failed");
             if matches!(
@@ -160,7 +164,8 @@ pub async fn object(
     let opts = ScrubOptions { deep: true, bytes_per_sec: inner.scrub_rate };
     let mut report = ScrubReport { deep: true, objects: 1, ..ScrubReport::default() };
     let mut pacer = Pacer::new(opts.bytes_per_sec);
-    ObjectScrub { inner, opts, bucket, key }.run(rec, read_at, &mut pacer, &mut report).await?;
+    let scrub = ObjectScrub { inner, opts, bucket, key, indexed: true };
+    scrub.run(rec, read_at, &mut pacer, &mut report).await?;
     Ok(report)
 }
 
@@ -170,6 +175,9 @@ struct ObjectScrub<'a> {
     opts: ScrubOptions,
     bucket: &'a str,
     key: &'a str,
+    /// The object may be on the degraded index: found whole, it is taken
+    /// off (a pass knows the index; a single-object scrub assumes so).
+    indexed: bool,
 }
 
 impl ObjectScrub<'_> {
@@ -191,6 +199,10 @@ impl ObjectScrub<'_> {
         }
         let m = crate::metrics::global();
         let mut below_full = false;
+        // What is known lost after this scrub (not merely unchecked), for
+        // the degraded index: whether any shard is, the fewest further
+        // losses a chunk survives, and whether a node could not be asked.
+        let (mut known_bad, mut survives, mut unsure) = (false, u64::MAX, false);
         for (at, l) in rec.chunks.iter().enumerate() {
             let total = l.nodes.len() as u64;
             let per_shard = if self.opts.deep { l.shard_len } else { LIGHT_COST };
@@ -212,11 +224,12 @@ impl ObjectScrub<'_> {
             let mut lost: Vec<u8> = Vec::new();
             let mut intact = 0u64;
             let mut unchecked = 0u64;
+            let mut absent = 0u64;
             for (i, h) in check.shards.iter().enumerate() {
                 let i = i as u8;
                 match h {
                     ShardHealth::Intact => intact += 1,
-                    ShardHealth::Missing if expected_absent.contains(&i) => {}
+                    ShardHealth::Missing if expected_absent.contains(&i) => absent += 1,
                     ShardHealth::Missing => {
                         report.missing += 1;
                         lost.push(i);
@@ -295,9 +308,27 @@ impl ObjectScrub<'_> {
             below_full |= whole < total;
             let margin = whole.saturating_sub(u64::from(l.data_shards));
             report.survives = Some(report.survives.map_or(margin, |s| s.min(margin)));
+            // Known bad: lost and not rebuilt, named missing by the record
+            // and absent, or wrong under valid checksums; all of them when
+            // no set of shards gives the written bytes.
+            let bad = if check.content == Some(false) {
+                total
+            } else {
+                (lost.len() as u64 - rebuilt) + absent + wrong
+            };
+            known_bad |= bad > 0;
+            unsure |= unchecked > 0;
+            survives =
+                survives.min(total.saturating_sub(bad).saturating_sub(u64::from(l.data_shards)));
         }
         if below_full {
             report.below_full += 1;
+        }
+        if known_bad {
+            let survives = u8::try_from(survives).unwrap_or(u8::MAX);
+            self.inner.mark_degraded(self.bucket, self.key, rec.version_id, survives).await;
+        } else if self.indexed && !unsure {
+            self.inner.clear_degraded(self.bucket, self.key, rec.version_id).await;
         }
         Ok(())
     }

@@ -102,6 +102,75 @@ fn decoding_version<R>(v: u8, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Optional byte fields as bytes rather than sequences of `u8`: postcard
+/// lays both out the same way (a length, then the bytes), so records do
+/// not change, but a sequence is encoded and decoded one element at a
+/// time — for a 1 MiB inline object, long enough in a debug build to miss
+/// a Raft heartbeat's deadline on every try.
+mod opt_bytes {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    struct Raw<'a>(&'a [u8]);
+
+    impl serde::Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&Raw(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct Buf;
+
+    impl<'de> Visitor<'de> for Buf {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    struct Opt;
+
+    impl<'de> Visitor<'de> for Opt {
+        type Value = Option<Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("optional bytes")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_byte_buf(Buf).map(Some)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        d.deserialize_option(Opt)
+    }
+}
+
 /// A bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
@@ -225,6 +294,7 @@ pub struct ObjectRecord {
     /// Chunks in order; empty when `inline` holds the data.
     pub chunks: Vec<ChunkLayout>,
     /// Small objects' bytes kept in the record itself.
+    #[serde(with = "opt_bytes")]
     pub inline: Option<Vec<u8>>,
 }
 
@@ -598,6 +668,26 @@ pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_fields_encode_as_a_plain_byte_sequence_did() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Plain(Option<Vec<u8>>, u8);
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Fast(#[serde(with = "opt_bytes")] Option<Vec<u8>>, u8);
+        for v in [None, Some(Vec::new()), Some((0..=255).cycle().take(70_000).collect::<Vec<u8>>())]
+        {
+            let plain = postcard::to_allocvec(&Plain(v.clone(), 9)).unwrap();
+            let fast = postcard::to_allocvec(&Fast(v.clone(), 9)).unwrap();
+            assert_eq!(plain, fast, "same bytes on disk and wire");
+            assert_eq!(postcard::from_bytes::<Fast>(&plain).unwrap(), Fast(v.clone(), 9));
+            assert_eq!(postcard::from_bytes::<Plain>(&fast).unwrap(), Plain(v, 9));
+        }
+        // JSON (tools, debugging) reads and writes the same as before.
+        let j = serde_json::to_string(&Fast(Some(vec![1, 2]), 0)).unwrap();
+        assert_eq!(j, serde_json::to_string(&Plain(Some(vec![1, 2]), 0)).unwrap());
+        assert_eq!(serde_json::from_str::<Fast>(&j).unwrap(), Fast(Some(vec![1, 2]), 0));
+    }
 
     #[test]
     fn records_round_trip_and_detect_damage() {

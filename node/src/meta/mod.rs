@@ -589,6 +589,13 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        // A proposal whose writer gave up meanwhile (its write timed out
+        // while it waited for a slot) is dropped here, not committed
+        // behind the writer's back. One already in the log cannot be.
+        pending.retain(|p| !p.reply.is_closed());
+        if pending.is_empty() {
+            continue;
+        }
         let raft = raft.clone();
         tokio::spawn(async move {
             let (props, replies): (Vec<_>, Vec<_>) =

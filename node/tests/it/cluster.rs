@@ -38,12 +38,18 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Writes a cluster file listing `ids` and starts them all at once.
     pub async fn start(ids: &[u64], extra: &[&str]) -> Self {
+        let args: Vec<&str> = FAST.iter().chain(extra).copied().collect();
+        Self::start_args(ids, &args).await
+    }
+
+    /// Like [`Self::start`] with exactly `args` (no [`FAST`] timings).
+    pub async fn start_args(ids: &[u64], args: &[&str]) -> Self {
         let mut c = Self {
             pki: Pki::new(),
             ports: BTreeMap::new(),
             nodes: BTreeMap::new(),
             dirs: BTreeMap::new(),
-            extra: FAST.iter().chain(extra).map(|s| s.to_string()).collect(),
+            extra: args.iter().map(|s| s.to_string()).collect(),
         };
         c.write_file(ids);
         for id in ids {
@@ -134,6 +140,12 @@ impl Cluster {
         let nodes = self.ports.keys().map(|id| self.addr(*id)).collect();
         MetaClient::new(&self.pki.gateway_tls(), "127.0.0.1:0".parse().unwrap(), nodes, opts)
             .unwrap()
+    }
+
+    /// A metadata client knowing only node `id` (it asks no other).
+    pub fn client_of(&self, id: u64, opts: MetaClientOptions) -> MetaClient {
+        let tls = self.pki.gateway_tls();
+        MetaClient::new(&tls, "127.0.0.1:0".parse().unwrap(), vec![self.addr(id)], opts).unwrap()
     }
 
     pub fn client(&self) -> MetaClient {

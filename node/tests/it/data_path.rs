@@ -305,13 +305,29 @@ async fn check_chunk_tells_lost_corrupt_and_wrong_but_checksummed_shards() {
     assert_eq!(dp.check_chunk(l2, false).await.unwrap().shards, vec![ShardHealth::Intact; 3]);
 
     // Chunk 1: wrong bytes stored under valid checksums (a bad writer).
-    // Every CRC passes; only parity tells.
+    // Every CRC passes; the chunk's content CRC names the wrong shard, a
+    // read leaves it out, and a repair rewrites it.
     let l1 = &w.chunks[1];
     let wrong = Bytes::from(vec![7u8; l1.shard_len as usize]);
     client.put_bytes(&c.addr(l1.nodes[0]), shard(1, 0), wrong).await.unwrap();
     let deep = dp.check_chunk(l1, true).await.unwrap();
+    assert!(matches!(deep.shards[0], ShardHealth::Corrupt(_)), "{:?}", deep.shards);
+    assert_eq!(deep.shards[1..], [ShardHealth::Intact, ShardHealth::Intact]);
+    assert_eq!((deep.consistent, deep.content), (None, Some(true)));
+    let read = dp.read_range(&w.chunks, C as u64..2 * C as u64).unwrap();
+    let read: Vec<Bytes> = futures::TryStreamExt::try_collect(read).await.unwrap();
+    assert!(read.concat() == data[C..2 * C], "the written bytes, not the wrong shard's");
+    assert_eq!(dp.repair_chunk(l1, &[0]).await.unwrap(), vec![0]);
+    let again = dp.check_chunk(l1, true).await.unwrap();
+    assert_eq!((again.shards, again.consistent), (vec![ShardHealth::Intact; 3], Some(true)));
+    // Without a content CRC (records of version 1) only parity tells.
+    let mut v1 = l1.clone();
+    v1.content_crc = None;
+    let wrong = Bytes::from(vec![7u8; l1.shard_len as usize]);
+    client.put_bytes(&c.addr(l1.nodes[0]), shard(1, 0), wrong).await.unwrap();
+    let deep = dp.check_chunk(&v1, true).await.unwrap();
     assert_eq!(deep.shards, vec![ShardHealth::Intact; 3]);
-    assert_eq!(deep.consistent, Some(false));
+    assert_eq!((deep.consistent, deep.content), (Some(false), None));
 
     // A node down is unknown, not lost.
     c.kill(2).await;

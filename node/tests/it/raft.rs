@@ -211,3 +211,61 @@ async fn compare_and_set_and_retries_apply_once() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Issue 11: a proposal whose writer gave up before it reached the log is
+/// dropped, never committed later behind the writer's back. The leader's
+/// followers are frozen, so its in-flight entries cannot commit: 8 writes
+/// fill every in-flight slot, 5 more wait for one and their writers give
+/// up. Once the followers resume, the 8 may commit; the 5 never do.
+#[tokio::test]
+async fn proposals_whose_writers_gave_up_are_never_committed_later() {
+    // Slow elections: the frozen followers must not start one meanwhile,
+    // and the leader must not refuse writes for lack of a quorum before
+    // they queue (its quorum timeout is 2.5 elections).
+    let args = [
+        "--raft-heartbeat-ms",
+        "100",
+        "--raft-election-ms",
+        "10000",
+        "--raft-write-timeout-ms",
+        "800",
+    ];
+    let c = Cluster::start_args(&[0, 1, 2], &args).await;
+    let leader = c.wait_leader(Duration::from_secs(60)).await;
+    let client = c.client();
+    client.create_bucket(bucket("late")).await.unwrap();
+    c.wait_converged(Duration::from_secs(20)).await;
+    let followers: Vec<u64> = [0, 1, 2].into_iter().filter(|id| *id != leader).collect();
+    for f in &followers {
+        c.signal(*f, "STOP");
+    }
+    // A client of the leader alone that gives up after 300 ms.
+    let quick = c.client_of(
+        leader,
+        MetaClientOptions {
+            attempt_timeout: Duration::from_millis(300),
+            deadline: Duration::from_millis(300),
+            probe_after: Duration::from_secs(60),
+            ..MetaClientOptions::default()
+        },
+    );
+    let put = |key: String| {
+        let quick = &quick;
+        async move { quick.put_object("late", &key, record(1, 1), Precondition::None).await }
+    };
+    for i in 0..8 {
+        assert!(put(format!("a{i}")).await.is_err(), "no quorum: a{i} cannot be acknowledged");
+    }
+    let late = futures::future::join_all((0..5).map(|i| put(format!("b{i}")))).await;
+    assert!(late.iter().all(Result::is_err), "{late:?}");
+    // Past the leader's own write timeout: every writer is gone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for f in &followers {
+        c.signal(*f, "CONT");
+    }
+    c.wait_converged(Duration::from_secs(30)).await;
+    let keys = keys_on(&c.client(), &c.addr(leader), "late").await;
+    assert!(keys.iter().all(|k| k.starts_with('a')), "a write given up on was committed: {keys:?}");
+    // The group goes on taking writes.
+    client.put_object("late", "after", record(2, 1), Precondition::None).await.unwrap();
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use predastore_core::meta::{MetaError, Precondition};
 use predastore_core::meta_client::MetaClientOptions;
 use tokio::time::Instant;
@@ -49,6 +50,57 @@ async fn stopped_node_catches_up_by_snapshot_install() {
         purged.is_some_and(|p| p > stopped_at + 1),
         "purged {purged:?}, stopped at {stopped_at}"
     );
+}
+
+/// Issue 11: a follower 100 MiB behind on 1 MiB inline records catches
+/// up. Each append must be sent and stored within one heartbeat; a batch
+/// that is not is halved down to one entry, never retried whole forever.
+#[tokio::test]
+async fn a_follower_100_mib_behind_on_1_mib_records_catches_up() {
+    const MIB: usize = 1 << 20;
+    // The default timings (a 250 ms heartbeat): one 1 MiB entry must be
+    // sent and stored within a heartbeat, which the tests' quick 100 ms
+    // does not leave a debug build on two busy cores.
+    let mut c = Cluster::start_args(&[0, 1, 2], &[]).await;
+    let leader = c.wait_leader(Duration::from_secs(20)).await;
+    let client = Arc::new(c.client());
+    client.create_bucket(bucket("big")).await.unwrap();
+    let down = (leader + 1) % 3;
+    c.wait_converged(Duration::from_secs(20)).await;
+    c.kill(down).await;
+    let body = |i: usize| -> Vec<u8> { (0..MIB).map(|j| (i * 31 + j / 4096) as u8).collect() };
+    let started = Instant::now();
+    futures::stream::iter(0..100usize)
+        .for_each_concurrent(4, |i| {
+            let client = Arc::clone(&client);
+            async move {
+                let mut rec = record(i as u128 + 1, MIB as u64);
+                rec.inline = Some(body(i));
+                let key = format!("k{i:03}");
+                client.put_object("big", &key, rec, Precondition::None).await.unwrap();
+            }
+        })
+        .await;
+    eprintln!("100 x 1 MiB committed with node {down} down in {:?}", started.elapsed());
+    let started = Instant::now();
+    c.start_node(down).await;
+    c.wait_converged(Duration::from_secs(240)).await;
+    eprintln!("node {down} caught up on 100 MiB in {:?}", started.elapsed());
+    let node = c.addr(down);
+    let keys = keys_on(&c.client(), &node, "big").await;
+    assert_eq!(keys.len(), 100, "node {down} has every record");
+    for i in [0usize, 57, 99] {
+        let q = predastore_core::meta::Query::GetObject {
+            bucket: "big".into(),
+            key: format!("k{i:03}"),
+        };
+        match c.client().read_from(&node, q).await {
+            Ok(predastore_core::meta::Reply::Object(o)) => {
+                assert!(o.inline.as_deref() == Some(&body(i)[..]), "k{i:03} on node {down}")
+            }
+            other => panic!("k{i:03} on node {down}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

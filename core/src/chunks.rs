@@ -345,7 +345,8 @@ impl Observer for Silent {}
 #[derive(Clone)]
 pub struct DataPath {
     client: Arc<ShardClient>,
-    addrs: Arc<HashMap<u64, NodeAddr>>,
+    /// Where each node is; replaced as the committed ring changes.
+    addrs: Arc<std::sync::RwLock<Arc<HashMap<u64, NodeAddr>>>>,
     in_flight: usize,
     hedge_after: Duration,
     observer: Arc<dyn Observer>,
@@ -367,7 +368,9 @@ impl DataPath {
     ) -> Self {
         Self {
             client,
-            addrs: Arc::new(addrs.into_iter().map(|a| (a.id, a)).collect()),
+            addrs: Arc::new(std::sync::RwLock::new(Arc::new(
+                addrs.into_iter().map(|a| (a.id, a)).collect(),
+            ))),
             in_flight: chunks_in_flight.max(1),
             hedge_after: DEFAULT_HEDGE_AFTER,
             observer: Arc::new(Silent),
@@ -385,7 +388,7 @@ impl DataPath {
     pub async fn probe_down_nodes(&self, timeout: Duration) {
         for node in self.health.down() {
             let Ok(addr) = self.addr(node) else { continue };
-            if self.client.ping(addr, timeout).await {
+            if self.client.ping(&addr, timeout).await {
                 self.health.mark_up(node);
             }
         }
@@ -412,7 +415,7 @@ impl DataPath {
         tokio::spawn(async move {
             if let Ok(addr) = this.addr(node) {
                 let t = std::time::Instant::now();
-                let alive = this.client.ping(addr, this.hedge_after).await;
+                let alive = this.client.ping(&addr, this.hedge_after).await;
                 this.observer.shard_op(node, "ping", t.elapsed().as_secs_f64(), alive);
                 if !alive {
                     this.health.mark_down(node);
@@ -440,8 +443,27 @@ impl DataPath {
         self
     }
 
-    fn addr(&self, node: u64) -> Result<&NodeAddr, DataError> {
-        self.addrs.get(&node).ok_or(DataError::UnknownNode(node))
+    fn addr(&self, node: u64) -> Result<NodeAddr, DataError> {
+        let addrs = self.addrs.read().expect("addrs lock");
+        addrs.get(&node).cloned().ok_or(DataError::UnknownNode(node))
+    }
+
+    /// Adds or updates node addresses (the committed ring names members
+    /// the gateway's cluster file did not); nodes not named keep theirs,
+    /// so shards on a node that left the ring stay readable.
+    pub fn update_addrs(&self, addrs: impl IntoIterator<Item = NodeAddr>) {
+        let mut cur = self.addrs.write().expect("addrs lock");
+        let mut next = HashMap::clone(&cur);
+        let mut changed = false;
+        for a in addrs {
+            if next.get(&a.id) != Some(&a) {
+                next.insert(a.id, a);
+                changed = true;
+            }
+        }
+        if changed {
+            *cur = Arc::new(next);
+        }
     }
 
     /// Cuts `body` into `class.chunk_size` chunks, RS-encodes each and puts
@@ -542,7 +564,7 @@ impl DataPath {
                 }
                 let t = std::time::Instant::now();
                 let r = match self.addr(node) {
-                    Ok(a) => self.client.put_bytes(a, shard, bytes).await.map_err(|e| {
+                    Ok(a) => self.client.put_bytes(&a, shard, bytes).await.map_err(|e| {
                         self.note(node, &e);
                         e.to_string()
                     }),
@@ -643,18 +665,46 @@ impl DataPath {
         l: &ChunkLayout,
         indexes: &[u8],
     ) -> Result<Vec<u8>, DataError> {
+        let (_, len) = check_layout(l)?;
+        let targets: Vec<(u8, u64)> = indexes
+            .iter()
+            .filter(|&&i| usize::from(i) < l.nodes.len())
+            .map(|&i| (i, l.nodes[usize::from(i)]))
+            .collect();
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.rebuild_onto(l, &targets).await
+    }
+
+    /// Rebuilds shards of chunk `l` (read where the layout puts them) and
+    /// stores shard `i` on node `n` for each `(i, n)` of `targets` — the
+    /// layout's own node for a repair, another one to move a shard off a
+    /// draining or dead node. Returns the indexes stored (all of them for
+    /// an empty chunk, which has no shard bytes); a shard whose node is
+    /// down or refuses is not. Fails when the chunk cannot be read.
+    pub async fn rebuild_onto(
+        &self,
+        l: &ChunkLayout,
+        targets: &[(u8, u64)],
+    ) -> Result<Vec<u8>, DataError> {
         let (codec, len) = check_layout(l)?;
-        let wanted: Vec<usize> =
-            indexes.iter().map(|&i| usize::from(i)).filter(|&i| i < l.nodes.len()).collect();
-        if len == 0 || wanted.iter().all(|&i| self.health.is_down(l.nodes[i])) {
+        let targets: Vec<(usize, u64)> = targets
+            .iter()
+            .map(|&(i, n)| (usize::from(i), n))
+            .filter(|&(i, _)| i < l.nodes.len())
+            .collect();
+        if len == 0 {
+            return Ok(targets.iter().map(|&(i, _)| i as u8).collect());
+        }
+        if targets.iter().all(|&(_, n)| self.health.is_down(n)) {
             return Ok(Vec::new());
         }
         let data = self.read_chunk(l).await?;
         let shards = tokio::task::spawn_blocking(move || codec.encode(&data))
             .await
             .map_err(|e| DataError::Body(format!("encoder task: {e}")))?;
-        let puts = wanted.into_iter().map(|i| {
-            let node = l.nodes[i];
+        let puts = targets.into_iter().map(|(i, node)| {
             let shard = ShardId { object: l.object, chunk: l.chunk, index: i as u8 };
             let bytes = shards[i].clone();
             async move {
@@ -663,12 +713,12 @@ impl DataPath {
                 }
                 let addr = self.addr(node).ok()?;
                 let t = std::time::Instant::now();
-                let r = self.client.put_bytes(addr, shard, bytes).await;
+                let r = self.client.put_bytes(&addr, shard, bytes).await;
                 self.observer.shard_op(node, "put", t.elapsed().as_secs_f64(), r.is_ok());
                 match r {
                     Ok(()) => Some(i as u8),
                     Err(e) => {
-                        tracing::warn!(%shard, node, error = %e, "repairing a shard failed");
+                        tracing::warn!(%shard, node, error = %e, "storing a rebuilt shard failed");
                         self.note(node, &e);
                         None
                     }
@@ -733,9 +783,9 @@ impl DataPath {
         let t = std::time::Instant::now();
         let got = if deep {
             // To the end, so a shard longer than the layout says shows.
-            self.client.get(addr, shard, 0, None).await.map(|b| (b.len() as u64, Some(b)))
+            self.client.get(&addr, shard, 0, None).await.map(|b| (b.len() as u64, Some(b)))
         } else {
-            self.client.stat(addr, shard).await.map(|info| (info.len, None))
+            self.client.stat(&addr, shard).await.map(|info| (info.len, None))
         };
         let op = if deep { "get" } else { "stat" };
         self.observer.shard_op(node, op, t.elapsed().as_secs_f64(), got.is_ok());
@@ -784,7 +834,7 @@ impl DataPath {
                         return Some(FailedDelete { shard, node, error });
                     }
                 };
-                match self.client.delete(addr, shard).await {
+                match self.client.delete(&addr, shard).await {
                     Ok(()) | Err(ShardError::NotFound { .. }) => None,
                     Err(error) => Some(FailedDelete { shard, node, error }),
                 }
@@ -982,7 +1032,7 @@ impl DataPath {
             async move {
                 let addr = self.addr(l.nodes[i]).ok()?;
                 let want = (hi - lo) as u64;
-                let got = self.client.get(addr, shard, lo as u64, Some(want)).await;
+                let got = self.client.get(&addr, shard, lo as u64, Some(want)).await;
                 answered[i - first].store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Err(e) = &got {
                     self.note(l.nodes[i], e);
@@ -1016,7 +1066,7 @@ impl DataPath {
         let shard = ShardId { object: l.object, chunk: l.chunk, index: index as u8 };
         let addr = self.addr(node).map_err(|e| e.to_string())?;
         let t = std::time::Instant::now();
-        let got = self.client.get(addr, shard, 0, Some(l.shard_len)).await;
+        let got = self.client.get(&addr, shard, 0, Some(l.shard_len)).await;
         self.observer.shard_op(node, "get", t.elapsed().as_secs_f64(), got.is_ok());
         if let Err(e) = &got {
             self.note(node, e);

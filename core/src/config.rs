@@ -701,9 +701,19 @@ pub struct NodeConfig {
     /// Failure-domain label; shards of one chunk spread over zones first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Decommissioning: no new shards are placed here and the gateways
+    /// move the ones it holds to the other nodes; remove the node from the
+    /// file once `GET /admin/v1/drain` lists it as empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 impl ClusterFile {
+    /// Nodes that take new shards: every node not draining.
+    pub fn placeable_nodes(&self) -> usize {
+        self.nodes.iter().filter(|n| !n.drain).count()
+    }
+
     /// Reads and validates a cluster file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -739,6 +749,11 @@ impl ClusterFile {
             p.push(ConfigProblem::new("ring.virtual_nodes", "must be at least 1"));
         }
         let width = |e: &Erasure| usize::from(e.data_shards) + usize::from(e.parity_shards);
+        // Draining nodes take no new shards, so they do not count.
+        let placeable = self.placeable_nodes();
+        let draining = self.nodes.len() - placeable;
+        let draining_note =
+            if draining > 0 { format!(" without the {draining} draining") } else { String::new() };
         let mut classes = BTreeSet::new();
         for (i, c) in self.storage_classes.iter().enumerate() {
             let at = format!("storage_classes[{i}]");
@@ -749,26 +764,26 @@ impl ClusterFile {
                 p.push(ConfigProblem::new(format!("{at}.name"), "listed twice"));
             }
             p.extend(c.erasure.validate(&at));
-            if width(&c.erasure) > self.nodes.len() {
+            if width(&c.erasure) > placeable {
                 p.push(ConfigProblem::new(
                     at,
                     format!(
-                        "needs {} nodes for its shards but the cluster lists {}",
+                        "needs {} nodes for its shards but the cluster lists {placeable}{}",
                         width(&c.erasure),
-                        self.nodes.len()
+                        draining_note
                     ),
                 ));
             }
         }
         if self.nodes.is_empty() {
             p.push(ConfigProblem::new("nodes", "at least one node is required"));
-        } else if width(&self.erasure) > self.nodes.len() {
+        } else if width(&self.erasure) > placeable {
             p.push(ConfigProblem::new(
                 "erasure",
                 format!(
-                    "data_shards + parity_shards = {} but only {} nodes are listed; each shard of a chunk needs its own node",
+                    "data_shards + parity_shards = {} but only {placeable} nodes are listed{}; each shard of a chunk needs its own node",
                     width(&self.erasure),
-                    self.nodes.len()
+                    draining_note
                 ),
             ));
         }

@@ -460,6 +460,42 @@ pub enum Command {
     MarkDegraded(DegradedRecord),
     /// Takes an object's entry off that index, if it names `version_id`.
     ClearDegraded { bucket: String, key: String, version_id: u128 },
+    /// Sets the ring members that take no new shards (decommissioning);
+    /// ids not in the ring are ignored. A change bumps the ring's epoch,
+    /// since placement changes with it; replied with `RingEpoch`.
+    SetDraining { nodes: Vec<u64> },
+}
+
+impl Command {
+    /// Commands only the metadata plane issues itself — the leader
+    /// following the cluster file (ring, draining, storage classes). A
+    /// peer without a member node's certificate may not send them: a
+    /// gateway could otherwise reshape the ring or the codes.
+    pub fn is_membership(&self) -> bool {
+        matches!(
+            self,
+            Command::SetRing { .. }
+                | Command::SetDraining { .. }
+                | Command::PutStorageClass(_)
+                | Command::DeleteStorageClass { .. }
+        )
+    }
+}
+
+/// A ring member being decommissioned: placement skips it and gateways
+/// move its shards away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainingNode {
+    /// Node id.
+    pub id: u64,
+    /// When draining began, ms since the Unix epoch (log time): writes
+    /// that began before it may still place shards on the node.
+    pub since_ms: u64,
+    /// The last commit of a record naming a shard on this node since it
+    /// began draining, ms (log time; 0: none). A pass over every record
+    /// that started after it and found no shard left here proves the node
+    /// empty: a write or copy that committed later would show here.
+    pub referenced_ms: u64,
 }
 
 /// An object a gateway found below full redundancy: the index repair
@@ -556,6 +592,8 @@ pub enum Query {
     UploadsPage { bucket: String, prefix: String, after: Option<(String, String)>, limit: u32 },
     /// Up to `limit` entries of the degraded index after (bucket, key).
     DegradedPage { after: Option<(String, String)>, limit: u32 },
+    /// The draining ring members.
+    Draining,
 }
 
 /// Answer to a command or a query.
@@ -593,6 +631,8 @@ pub enum Reply {
     Garbage { freed: Vec<GarbageRecord>, intents: Vec<IntentRecord> },
     /// A page of the degraded index, in (bucket, key) order.
     Degraded(Vec<DegradedRecord>),
+    /// The draining ring members, by id.
+    Draining(Vec<DrainingNode>),
 }
 
 /// Why a metadata operation failed.

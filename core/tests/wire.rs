@@ -2,8 +2,8 @@
 //! (plus the v1 metadata record samples).
 
 use predastore_core::meta::{
-    self, ChunkLayout, Command, DegradedRecord, GarbageRecord, IntentRecord, ListRequest,
-    MetaError, MetaRequest, MetaResult, ObjectRecord, Precondition, Query, Reply,
+    self, ChunkLayout, Command, DegradedRecord, DrainingNode, GarbageRecord, IntentRecord,
+    ListRequest, MetaError, MetaRequest, MetaResult, ObjectRecord, Precondition, Query, Reply,
 };
 use predastore_core::shard::{ShardId, ShardInfo, Usage};
 use predastore_core::wire::{
@@ -304,6 +304,9 @@ fn sample_meta_v2_requests() -> Vec<MetaRequest> {
             query: Query::DegradedPage { after: Some(("photos".into(), "a".into())), limit: 1000 },
             linearizable: true,
         },
+        // Decommissioning (appended within version 2).
+        MetaRequest::Write { request_id: 48, command: Command::SetDraining { nodes: vec![3, 7] } },
+        MetaRequest::Read { query: Query::Draining, linearizable: true },
     ]
 }
 
@@ -316,7 +319,12 @@ fn sample_meta_v2_replies() -> Vec<MetaResult> {
         survives: 1,
         since_ms: 4,
     };
-    vec![Ok(Reply::Degraded(vec![record])), Ok(Reply::Degraded(Vec::new()))]
+    let draining = DrainingNode { id: 3, since_ms: 1_760_000_000_005, referenced_ms: 0 };
+    vec![
+        Ok(Reply::Degraded(vec![record])),
+        Ok(Reply::Degraded(Vec::new())),
+        Ok(Reply::Draining(vec![draining])),
+    ]
 }
 
 /// Replies added after the first release of version 1 (appended variants).

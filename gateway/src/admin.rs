@@ -47,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/cluster", get(cluster))
         .route("/admin/v1/repair", post(repair).get(last_repair))
         .route("/admin/v1/scrub", post(scrub).get(scrub_status))
+        .route("/admin/v1/drain", post(drain).get(drain_status))
         .with_state(state)
 }
 
@@ -167,6 +168,40 @@ async fn last_repair(State(s): State<AdminState>, headers: HeaderMap) -> Respons
         "survives": survives,
     }))
     .into_response()
+}
+
+/// `POST /admin/v1/drain`: one relocation pass now (shards off draining
+/// and removed nodes), answered with its report once done; 400 without
+/// nodes (fs mode).
+async fn drain(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    match s.backend.relocate().await {
+        Ok(Some(report)) => Json(report).into_response(),
+        Ok(None) => error(StatusCode::BAD_REQUEST, "this gateway's storage has no nodes to drain"),
+        Err(e @ BackendError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `GET /admin/v1/drain`: `{"running", "draining": [{"id", "since_ms",
+/// "referenced_ms", "empty"}], "last": …}` — a node listed `empty` holds
+/// nothing any record or open upload part names, and can be removed from
+/// the cluster file.
+async fn drain_status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    match s.backend.drain_status().await {
+        Ok(status) => Json(status).into_response(),
+        Err(e @ BackendError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// `POST /admin/v1/scrub` parameters.

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub quorum_failures: Counter,
     /// Shards rebuilt by repair and committed.
     pub repaired_shards: Counter,
+    /// Shards moved off draining or removed nodes and committed.
+    pub relocated_shards: Counter,
     /// Objects scrub looked at.
     pub scrub_objects: Counter,
     /// Shards scrub found lost: missing or corrupt (before rebuilding).
@@ -102,6 +104,7 @@ impl Metrics {
         let reconstructions = Counter::default();
         let quorum_failures = Counter::default();
         let repaired_shards = Counter::default();
+        let relocated_shards = Counter::default();
         let scrub_objects = Counter::default();
         let scrub_bad_shards = Counter::default();
         let scrub_inconsistent_chunks = Counter::default();
@@ -134,6 +137,11 @@ impl Metrics {
             "repaired_shards",
             "Shards that writes could not store, rebuilt once their node was back",
             repaired_shards.clone(),
+        );
+        registry.register(
+            "relocated_shards",
+            "Shards rebuilt off draining or removed nodes onto ring members",
+            relocated_shards.clone(),
         );
         registry.register("scrub_objects", "Objects scrub checked", scrub_objects.clone());
         registry.register(
@@ -184,6 +192,7 @@ impl Metrics {
             reconstructions,
             quorum_failures,
             repaired_shards,
+            relocated_shards,
             scrub_objects,
             scrub_bad_shards,
             scrub_inconsistent_chunks,

@@ -14,6 +14,8 @@
 //! carry Raft RPCs between nodes and metadata requests from gateways. A
 //! Raft RPC is served only when the peer's certificate names the node id it
 //! claims to come from, so a gateway (or another node) cannot forge one.
+//! Membership commands (ring, draining, storage classes) are served only
+//! from a member node's certificate: gateways send data commands only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use predastore_core::meta::MetaRequest;
 use predastore_core::transport::{TlsMaterial, server_endpoint};
 use predastore_core::wire::{
     self, ErrorCode, MAX_LIST, MetaFrameRequest, MetaFrameResponse, Request, Response,
@@ -433,6 +436,16 @@ async fn serve_v2(
                     return (op, "bad_request");
                 }
             };
+            if let MetaRequest::Write { command, .. } = &req
+                && command.is_membership()
+                && !meta.member_ids().into_iter().any(|id| peer.is_node(id))
+            {
+                tracing::warn!(?command, "refused a membership command from a non-member peer");
+                let message = "membership commands (ring, draining, storage classes) come only \
+                               from member nodes; edit the cluster file instead";
+                reply_v2_error(send, ErrorCode::Forbidden, message.into()).await;
+                return (op, "forbidden");
+            }
             let result = meta.handle(req).await;
             let label = if result.is_ok() { "ok" } else { "error" };
             let b = predastore_core::meta::encode(&result);

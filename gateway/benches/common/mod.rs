@@ -1,5 +1,6 @@
 //! Pieces shared by the gateway benches (`s3`: fs mode against a raw
-//! baseline; `cluster`: fs mode against dev clusters): running the
+//! baseline; `cluster`: fs mode against dev clusters; `healing`: scrub and
+//! repair on a dev cluster): running the
 //! `predastore-gateway` binary, the S3 client, the concurrent job runner
 //! with per-request latency, and readings from `/proc`.
 

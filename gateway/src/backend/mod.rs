@@ -152,6 +152,56 @@ pub struct RepairReport {
     pub finished_ms: u64,
 }
 
+/// What one relocation pass found and did (`POST /admin/v1/drain`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct DrainReport {
+    /// Ring epoch the pass read at its start.
+    pub epoch: u64,
+    /// Objects looked at.
+    pub objects: u64,
+    /// Shards rebuilt on ring members and committed.
+    pub moved: u64,
+    /// Shards on leaving nodes not moved: the chunk could not be read, no
+    /// member was free for it, or the record changed meanwhile.
+    pub left: u64,
+    /// Shards of open multipart parts on leaving nodes (moved once the
+    /// upload completes).
+    pub upload_parts: u64,
+    /// Every leaving node (draining, or no longer in the ring but named by
+    /// a record) and the shards still named there after the pass.
+    pub referenced: BTreeMap<u64, u64>,
+    /// The pass walked everything (it did not stop on an error).
+    pub complete: bool,
+    /// When the pass started and ended, ms since the Unix epoch.
+    pub started_ms: u64,
+    pub finished_ms: u64,
+}
+
+/// A draining node and whether it is proven empty (`GET /admin/v1/drain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DrainingView {
+    /// Node id.
+    pub id: u64,
+    /// When draining began (leader's clock, ms).
+    pub since_ms: u64,
+    /// Last commit naming it (leader's clock, ms; 0: none since draining).
+    pub referenced_ms: u64,
+    /// Proven to hold nothing any record or open part still names: safe to
+    /// remove from the cluster file.
+    pub empty: bool,
+}
+
+/// `GET /admin/v1/drain`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct DrainStatus {
+    /// A pass is under way.
+    pub running: bool,
+    /// Draining nodes now.
+    pub draining: Vec<DrainingView>,
+    /// The last pass this gateway finished (null before the first).
+    pub last: Option<DrainReport>,
+}
+
 /// How many objects are below full redundancy now (`GET
 /// /admin/v1/repair`), from the distributed backend's degraded index.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -613,6 +663,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether a scrub pass runs and what the last one did.
     async fn scrub_status(&self) -> ScrubStatus {
         ScrubStatus::default()
+    }
+    /// Moves shards off draining and removed nodes now, answering once
+    /// done. None: the backend has no nodes.
+    async fn relocate(&self) -> Result<Option<DrainReport>> {
+        Ok(None)
+    }
+    /// Draining nodes, whether each is proven empty, and the last
+    /// relocation pass (empty without nodes).
+    async fn drain_status(&self) -> Result<DrainStatus> {
+        Ok(DrainStatus::default())
     }
     /// Flushes and releases resources; called once at shutdown.
     async fn close(&self) -> Result<()>;

@@ -114,7 +114,12 @@ pub fn cluster_file(
         storage_classes: Vec::new(),
         nodes: ports
             .iter()
-            .map(|(id, p)| NodeConfig { id: *id, addr: loopback(p.quic).to_string(), zone: None })
+            .map(|(id, p)| NodeConfig {
+                id: *id,
+                addr: loopback(p.quic).to_string(),
+                zone: None,
+                drain: false,
+            })
             .collect(),
     };
     let problems = file.validate();

@@ -250,7 +250,7 @@ async fn stored_shards(
     inner: &predastore_gateway::backend::distributed::Inner,
 ) -> Vec<predastore_core::shard::ShardId> {
     let mut out = Vec::new();
-    for node in inner.nodes() {
+    for node in &inner.nodes() {
         let mut after = None;
         loop {
             let (page, more) = inner.data().client().list(node, after, 1000).await.unwrap();

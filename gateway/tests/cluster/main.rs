@@ -6,6 +6,7 @@
 mod common;
 mod faults;
 mod integrity;
+mod membership;
 mod repair;
 mod scrub;
 mod survive;

@@ -9,7 +9,8 @@
 //! - **Following the file.** The leader re-reads the file every
 //!   [`TICK`] and takes one step at a time toward it ([`plan`], pure):
 //!   commit a new ring epoch when the committed ring's members differ from
-//!   the group's; add a new node as a learner; replace removed voters
+//!   the group's, or its draining members from the file's `drain = true`
+//!   nodes and the members the file no longer lists; add a new node as a learner; replace removed voters
 //!   (promoting caught-up learners); drop removed learners; promote
 //!   caught-up learners while fewer than [`MAX_VOTERS`] vote. Default
 //!   storage classes from the file are written when missing or different.
@@ -47,6 +48,8 @@ pub struct Current {
     pub caught_up: BTreeSet<NodeId>,
     /// The committed ring.
     pub ring: Option<RingRecord>,
+    /// Committed draining ring members.
+    pub draining: BTreeSet<NodeId>,
 }
 
 /// The next change toward the file.
@@ -54,6 +57,8 @@ pub struct Current {
 pub enum Step {
     /// Commit this ring (new epoch).
     SetRing(Vec<RingMember>, u32),
+    /// Commit these ring members as draining (new epoch).
+    SetDraining(BTreeSet<NodeId>),
     /// Add a node as a learner.
     AddLearner(NodeId, String),
     /// Make exactly these the voters (removed voters leave the group).
@@ -83,6 +88,13 @@ pub fn plan(cur: &Current, file: &ClusterFile) -> Step {
         cur.ring.as_ref().is_some_and(|r| r.members == ring_members && r.virtual_nodes == vnodes);
     if !ring_ok && !ring_members.is_empty() {
         return Step::SetRing(ring_members, vnodes);
+    }
+    // 1b. Nodes the file drains, or no longer lists, take no new shards
+    // (ring members only: a node joins the ring before it can drain).
+    let draining: BTreeSet<NodeId> =
+        cur.addrs.keys().filter(|id| want.get(id).is_none_or(|n| n.drain)).copied().collect();
+    if draining != cur.draining && !ring_members.is_empty() {
+        return Step::SetDraining(draining);
     }
     // 2. New nodes join as learners.
     if let Some(n) = want.values().find(|n| !cur.addrs.contains_key(&n.id)) {
@@ -187,6 +199,10 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
         Ok(Reply::Ring(r)) => r,
         other => anyhow::bail!("reading the ring: {other:?}"),
     };
+    let draining = match svc.local_read(Query::Draining).await {
+        Ok(Reply::Draining(d)) => d.into_iter().map(|d| d.id).collect(),
+        other => anyhow::bail!("reading the draining nodes: {other:?}"),
+    };
     let last = m.last_log_index.unwrap_or(0);
     let caught_up = m
         .replication
@@ -209,6 +225,7 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
         addrs: mem.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
         caught_up,
         ring,
+        draining,
     };
     let step = plan(&cur, file);
     let limit = Duration::from_secs(10);
@@ -221,6 +238,11 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
             let cmd = Command::SetRing { members: members.clone(), virtual_nodes: *vnodes };
             let epoch = svc.write(new_request_id(), cmd).await?;
             tracing::info!(?epoch, members = members.len(), "committed ring");
+        }
+        Step::SetDraining(nodes) => {
+            let cmd = Command::SetDraining { nodes: nodes.iter().copied().collect() };
+            let epoch = svc.write(new_request_id(), cmd).await?;
+            tracing::info!(?epoch, ?nodes, "committed draining nodes");
         }
         Step::AddLearner(id, addr) => {
             // Not blocking: a learner that is not up yet must not stall
@@ -292,6 +314,7 @@ mod tests {
             addrs,
             caught_up: caught_up.iter().copied().collect(),
             ring,
+            draining: BTreeSet::new(),
         }
     }
 
@@ -316,14 +339,45 @@ mod tests {
     #[test]
     fn shrinks_and_keeps_the_ring_in_step() {
         let f = file(&[0, 1, 2]);
-        assert_eq!(plan(&cur(&[0, 1, 2, 3, 4], &[], &[]), &f), Step::SetVoters(set(&[0, 1, 2])));
-        assert_eq!(plan(&cur(&[0, 1, 2], &[5], &[]), &f), Step::RemoveLearners(set(&[5])));
+        let draining = |mut c: Current, ids: &[u64]| {
+            c.draining = set(ids);
+            c
+        };
+        let c = draining(cur(&[0, 1, 2, 3, 4], &[], &[]), &[3, 4]);
+        assert_eq!(plan(&c, &f), Step::SetVoters(set(&[0, 1, 2])));
+        let c = draining(cur(&[0, 1, 2], &[5], &[]), &[5]);
+        assert_eq!(plan(&c, &f), Step::RemoveLearners(set(&[5])));
         // Voter 2 removed while learner 3 is caught up: 3 takes the seat.
         let f = file(&[0, 1, 3]);
-        assert_eq!(plan(&cur(&[0, 1, 2], &[3], &[3]), &f), Step::SetVoters(set(&[0, 1, 3])));
+        let c = draining(cur(&[0, 1, 2], &[3], &[3]), &[2]);
+        assert_eq!(plan(&c, &f), Step::SetVoters(set(&[0, 1, 3])));
         // A stale ring is committed before anything else.
         let mut c = cur(&[0, 1, 2], &[], &[]);
         c.ring = None;
         assert!(matches!(plan(&c, &file(&[0, 1, 2, 3])), Step::SetRing(m, 128) if m.len() == 3));
+    }
+
+    #[test]
+    fn draining_follows_the_file_for_ring_members_only() {
+        let mut f = file(&[0, 1, 2, 3]);
+        f.nodes[3].drain = true;
+        let mut c = cur(&[0, 1, 2, 3], &[], &[]);
+        assert_eq!(plan(&c, &f), Step::SetDraining(set(&[3])));
+        c.draining = set(&[3]);
+        assert_eq!(plan(&c, &f), Step::Idle, "a draining node stays a member");
+        f.nodes[3].drain = false;
+        assert_eq!(plan(&c, &f), Step::SetDraining(set(&[])), "draining can be called off");
+        // A node not in the group yet cannot drain: it joins first.
+        let mut f = file(&[0, 1, 2, 3]);
+        f.nodes[3].drain = true;
+        let c = cur(&[0, 1, 2], &[], &[]);
+        assert_eq!(plan(&c, &f), Step::AddLearner(3, "127.0.0.1:7003".into()));
+        // Removing a drained node from the file removes it from the group,
+        // and it never takes new shards meanwhile.
+        let mut c = cur(&[0, 1, 2, 3], &[], &[]);
+        c.draining = set(&[3]);
+        assert_eq!(plan(&c, &file(&[0, 1, 2])), Step::SetVoters(set(&[0, 1, 2])));
+        let c = cur(&[0, 1, 2, 3], &[], &[]);
+        assert_eq!(plan(&c, &file(&[0, 1, 2])), Step::SetDraining(set(&[3])));
     }
 }

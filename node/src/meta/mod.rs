@@ -386,6 +386,12 @@ impl MetaService {
         MetaError::NotLeader { leader, addr }
     }
 
+    /// Ids of the group's members (voters and learners).
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().nodes().map(|(id, _)| *id).collect()
+    }
+
     /// Serves one metadata request.
     pub async fn handle(&self, req: MetaRequest) -> MetaResult {
         match req {

@@ -13,6 +13,7 @@
 //! | `p/` bucket `\0` upload id `\0` part number (u32 BE) | [`PartRecord`] |
 //! | `c/` name | [`StorageClassRecord`] |
 //! | `r` | [`RingRecord`] |
+//! | `n` | `Vec<`[`DrainingNode`]`>`: ring members taking no new shards |
 //! | `d/` request id (u128 BE) | [`Dedup`]: the first outcome of a write |
 //! | `t/` time ms (u64 BE) request id (u128 BE) | empty: expiry index of `d/` |
 //! | `x/` owner (u128 BE) chunk (u32 BE) | `u64`: records referencing that chunk |
@@ -40,9 +41,10 @@ use std::collections::BTreeMap;
 
 use predastore_core::config::validate_bucket_name;
 use predastore_core::meta::{
-    self, BucketRecord, ChunkLayout, CodecError, Command, DegradedRecord, GarbageRecord, ListEntry,
-    ListPage, ListRequest, MAX_KEYS, MetaError, MetaResult, MultipartUpload, ObjectRecord,
-    PartRecord, Precondition, Query, Reply, RingRecord, StorageClassRecord,
+    self, BucketRecord, ChunkLayout, CodecError, Command, DegradedRecord, DrainingNode,
+    GarbageRecord, ListEntry, ListPage, ListRequest, MAX_KEYS, MetaError, MetaResult,
+    MultipartUpload, ObjectRecord, PartRecord, Precondition, Query, Reply, RingRecord,
+    StorageClassRecord,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -135,6 +137,7 @@ fn class_key(name: &str) -> Vec<u8> {
     cat(&[b"c/", name.as_bytes()])
 }
 const RING_KEY: &[u8] = b"r";
+const DRAINING_KEY: &[u8] = b"n";
 fn dedup_key(id: u128) -> Vec<u8> {
     cat(&[b"d/", &id.to_be_bytes()])
 }
@@ -371,6 +374,7 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
             if let Some(c) = &cur {
                 drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
             }
+            touch_draining(ov, &record.chunks, now_ms)?;
             ov.put(k, record);
             ov.del(degraded_key(bucket, key));
             Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
@@ -414,6 +418,7 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
             if let Some(old) = read::<PartRecord>(ov, &pk)? {
                 drop_refs(ov, &old.chunks, now_ms, &mut freed)?;
             }
+            touch_draining(ov, &part.chunks, now_ms)?;
             ov.put(pk, part);
             Ok(Ok(freed.reply(None)))
         }
@@ -430,6 +435,7 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
             if let Some(c) = &cur {
                 drop_refs(ov, &c.chunks, now_ms, &mut freed)?;
             }
+            touch_draining(ov, &record.chunks, now_ms)?;
             ov.put(k, record);
             ov.del(degraded_key(bucket, &u.key));
             Ok(Ok(freed.reply(cur.map(|c| c.version_id))))
@@ -524,11 +530,46 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
                 return Ok(Ok(Reply::RingEpoch(c.epoch)));
             }
             let epoch = cur.map_or(1, |c| c.epoch + 1);
+            // Nodes that left the ring are no longer draining.
+            let draining: Vec<DrainingNode> = read(ov, DRAINING_KEY)?.unwrap_or_default();
+            let kept: Vec<DrainingNode> =
+                draining.iter().filter(|d| members.iter().any(|m| m.id == d.id)).cloned().collect();
+            if kept.len() != draining.len() {
+                ov.put(DRAINING_KEY.to_vec(), &kept);
+            }
             ov.put(
                 RING_KEY.to_vec(),
                 &RingRecord { epoch, members, virtual_nodes: *virtual_nodes },
             );
             Ok(Ok(Reply::RingEpoch(epoch)))
+        }
+        Command::SetDraining { nodes } => {
+            let Some(mut ring) = read::<RingRecord>(ov, RING_KEY)? else {
+                return Ok(Err(MetaError::Invalid("no ring to drain nodes of yet".into())));
+            };
+            let cur: Vec<DrainingNode> = read(ov, DRAINING_KEY)?.unwrap_or_default();
+            let mut next: Vec<DrainingNode> = ring
+                .members
+                .iter()
+                .filter(|m| nodes.contains(&m.id))
+                .map(|m| match cur.iter().find(|d| d.id == m.id) {
+                    Some(d) => d.clone(),
+                    None => DrainingNode { id: m.id, since_ms: now_ms, referenced_ms: 0 },
+                })
+                .collect();
+            next.sort_by_key(|d| d.id);
+            if next == cur {
+                return Ok(Ok(Reply::RingEpoch(ring.epoch)));
+            }
+            if next.len() >= ring.members.len() {
+                return Ok(Err(MetaError::Invalid(
+                    "draining every ring member would leave nowhere to place shards".into(),
+                )));
+            }
+            ring.epoch += 1;
+            ov.put(DRAINING_KEY.to_vec(), &next);
+            ov.put(RING_KEY.to_vec(), &ring);
+            Ok(Ok(Reply::RingEpoch(ring.epoch)))
         }
     }
 }
@@ -562,6 +603,29 @@ fn drop_upload(
         ov.del(k);
     }
     ov.del(upload_key(bucket, upload_id));
+    Ok(())
+}
+
+/// Notes on each draining node a committed record names that it is
+/// still referenced now ([`DrainingNode::referenced_ms`]).
+fn touch_draining(
+    ov: &mut Overlay<'_>,
+    chunks: &[ChunkLayout],
+    now_ms: u64,
+) -> Result<(), KvError> {
+    let Some(mut draining) = read::<Vec<DrainingNode>>(ov, DRAINING_KEY)? else {
+        return Ok(());
+    };
+    let mut touched = false;
+    for d in &mut draining {
+        if d.referenced_ms < now_ms && chunks.iter().any(|c| c.nodes.contains(&d.id)) {
+            d.referenced_ms = now_ms;
+            touched = true;
+        }
+    }
+    if touched {
+        ov.put(DRAINING_KEY.to_vec(), &draining);
+    }
     Ok(())
 }
 
@@ -655,9 +719,19 @@ fn scan<T: DeserializeOwned>(
     prefix: &[u8],
     limit: usize,
 ) -> Result<Vec<T>, KvError> {
+    scan_from(kv, prefix, prefix, limit)
+}
+
+/// Up to `limit` records under `prefix` from key `from` on, in key order.
+fn scan_from<T: DeserializeOwned>(
+    kv: &dyn KvRead,
+    prefix: &[u8],
+    from: &[u8],
+    limit: usize,
+) -> Result<Vec<T>, KvError> {
     let end = prefix_end(prefix);
     let mut out = Vec::new();
-    kv.range(prefix, end.as_deref(), &mut |k, v| {
+    kv.range(from, end.as_deref(), &mut |k, v| {
         out.push(dec(k, v)?);
         Ok(out.len() < limit)
     })?;
@@ -674,14 +748,7 @@ fn scan_after<T: DeserializeOwned>(
 ) -> Result<Vec<T>, KvError> {
     let Some(after) = after else { return scan(kv, prefix, limit) };
     let Some(next) = after.checked_add(1) else { return Ok(Vec::new()) };
-    let from = cat(&[prefix, &next.to_be_bytes()]);
-    let end = prefix_end(prefix);
-    let mut out = Vec::new();
-    kv.range(&from, end.as_deref(), &mut |k, v| {
-        out.push(dec(k, v)?);
-        Ok(out.len() < limit)
-    })?;
-    Ok(out)
+    scan_from(kv, prefix, &cat(&[prefix, &next.to_be_bytes()]), limit)
 }
 
 fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
@@ -713,6 +780,7 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
             Ok(Reply::StorageClasses(scan::<StorageClassRecord>(kv, b"c/", usize::MAX)?))
         }
         Query::Ring => Ok(Reply::Ring(read(kv, RING_KEY)?)),
+        Query::Draining => Ok(Reply::Draining(read(kv, DRAINING_KEY)?.unwrap_or_default())),
         Query::Garbage { limit } => {
             let limit = (*limit).clamp(1, MAX_KEYS) as usize;
             Ok(Reply::Garbage { freed: scan(kv, b"g/", limit)?, intents: scan(kv, b"i/", limit)? })
@@ -735,13 +803,7 @@ fn query_inner(kv: &dyn KvRead, q: &Query) -> Result<MetaResult, KvError> {
                 Some((b, k)) => cat(&[&degraded_key(b, k), b"\0"]),
                 None => DEGRADED_PREFIX.to_vec(),
             };
-            let end = prefix_end(DEGRADED_PREFIX);
-            let mut out = Vec::new();
-            kv.range(&from, end.as_deref(), &mut |k, v| {
-                out.push(dec(k, v)?);
-                Ok(out.len() < limit)
-            })?;
-            Ok(Reply::Degraded(out))
+            Ok(Reply::Degraded(scan_from(kv, DEGRADED_PREFIX, &from, limit)?))
         }
     })
 }
@@ -1343,6 +1405,72 @@ pub(crate) mod tests {
             r,
             vec![Ok(Reply::RingEpoch(1)), Ok(Reply::RingEpoch(1)), Ok(Reply::RingEpoch(2))]
         );
+    }
+
+    #[test]
+    fn draining_bumps_the_epoch_and_notes_commits_that_still_name_the_node() {
+        let mut kv = MemKv::default();
+        let m = |id| meta::RingMember { id, addr: format!("n{id}"), zone: None };
+        let draining = |kv: &MemKv| match query(kv, &Query::Draining) {
+            Ok(Reply::Draining(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        let r = kv.apply(vec![
+            (1, 1, Command::SetDraining { nodes: vec![3] }),
+            (2, 1, bucket("bk1")),
+            (3, 2, Command::SetRing { members: vec![m(1), m(2), m(3), m(4)], virtual_nodes: 8 }),
+            // Ids outside the ring are ignored.
+            (4, 20, Command::SetDraining { nodes: vec![3, 9] }),
+            (5, 30, Command::SetDraining { nodes: vec![3] }),
+        ]);
+        assert!(matches!(r[0], Err(MetaError::Invalid(_))), "no ring yet: {:?}", r[0]);
+        assert_eq!(
+            r[2..],
+            [Ok(Reply::RingEpoch(1)), Ok(Reply::RingEpoch(2)), Ok(Reply::RingEpoch(2))]
+        );
+        assert_eq!(draining(&kv), [DrainingNode { id: 3, since_ms: 20, referenced_ms: 0 }]);
+        // A commit naming node 3 is noted; one that does not is not.
+        let mut away = chunk(8, 0);
+        away.nodes = vec![1, 2, 4];
+        kv.apply(vec![
+            (6, 40, intent(7)),
+            (
+                7,
+                41,
+                Command::PutObject {
+                    bucket: "bk1".into(),
+                    key: "a".into(),
+                    record: chunked(1, vec![chunk(7, 0)]),
+                    expect: Precondition::None,
+                },
+            ),
+            (8, 50, intent(8)),
+            (
+                9,
+                51,
+                Command::PutObject {
+                    bucket: "bk1".into(),
+                    key: "b".into(),
+                    record: chunked(2, vec![away]),
+                    expect: Precondition::None,
+                },
+            ),
+        ]);
+        assert_eq!(draining(&kv), [DrainingNode { id: 3, since_ms: 20, referenced_ms: 41 }]);
+        // Draining everything would leave nowhere to write.
+        let r = kv.apply(vec![(10, 60, Command::SetDraining { nodes: vec![1, 2, 3, 4] })]);
+        assert!(matches!(r[0], Err(MetaError::Invalid(_))));
+        // Leaving the ring ends draining; calling it off bumps the epoch.
+        let r = kv.apply(vec![(
+            11,
+            70,
+            Command::SetRing { members: vec![m(1), m(2), m(4)], virtual_nodes: 8 },
+        )]);
+        assert_eq!(r, [Ok(Reply::RingEpoch(3))]);
+        assert_eq!(draining(&kv), []);
+        kv.apply(vec![(12, 80, Command::SetDraining { nodes: vec![4] })]);
+        let r = kv.apply(vec![(13, 90, Command::SetDraining { nodes: vec![] })]);
+        assert_eq!(r, [Ok(Reply::RingEpoch(5))]);
     }
 
     #[test]

@@ -165,3 +165,66 @@ async fn follower_redirects_and_a_corrupt_record_is_reported_not_served() {
     assert!(s.fatal.as_deref().unwrap().contains("corrupt"), "{s:?}");
     assert_eq!(client.get_object("cr-bucket", "bad").await.unwrap().version_id, 6);
 }
+
+/// One metadata request over `conn`, as a gateway's client sends it.
+async fn meta_call(conn: &quinn::Connection, req: &MetaRequest) -> Result<Vec<u8>, CallError> {
+    let body = Bytes::from(meta::encode(req));
+    call_v2(conn, MetaFrameRequest::Meta { len: body.len() as u64 }, body).await
+}
+
+#[tokio::test]
+async fn a_gateway_certificate_cannot_reshape_the_ring_or_the_codes() {
+    let c = Cluster::start(&[0, 1, 2], &[]).await;
+    let leader = c.wait_leader(Duration::from_secs(20)).await;
+    let target = c.addr(leader);
+    let ring = |conn: quinn::Connection| async move {
+        let read = MetaRequest::Read { query: Query::Ring, linearizable: true };
+        let reply = meta_call(&conn, &read).await.unwrap();
+        match meta::decode::<predastore_core::meta::MetaResult>(&reply).unwrap() {
+            Ok(Reply::Ring(Some(r))) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let gw = connector(&c.pki.gateway_tls());
+    let conn = gw.connect(&target.addr, &node_name(target.id)).await.unwrap();
+    let before = ring(conn.clone()).await;
+    let hijack =
+        vec![predastore_core::meta::RingMember { id: 99, addr: "127.0.0.1:9".into(), zone: None }];
+    let class = predastore_core::meta::StorageClassRecord {
+        name: "STANDARD".into(),
+        data_shards: 1,
+        parity_shards: 0,
+        chunk_size: 1 << 20,
+    };
+    let privileged = [
+        Command::SetRing { members: hijack, virtual_nodes: 1 },
+        Command::SetDraining { nodes: vec![0, 1] },
+        Command::PutStorageClass(class),
+        Command::DeleteStorageClass { name: "STANDARD".into() },
+    ];
+    for (i, command) in privileged.into_iter().enumerate() {
+        let req = MetaRequest::Write { request_id: 0x5e70 + i as u128, command };
+        let r = meta_call(&conn, &req).await;
+        assert!(
+            matches!(&r, Err(CallError::Refused { code: ErrorCode::Forbidden, message })
+                if message.contains("member nodes")),
+            "{req:?}: {r:?}"
+        );
+    }
+    // Data commands from the same certificate are served.
+    let req =
+        MetaRequest::Write { request_id: 0x5e80, command: Command::CreateBucket(bucket("gw-ok")) };
+    let reply = meta_call(&conn, &req).await.unwrap();
+    assert!(meta::decode::<predastore_core::meta::MetaResult>(&reply).unwrap().is_ok());
+    assert_eq!(ring(conn).await, before, "the ring did not change");
+    // A member node's certificate may send them (the leader's own path).
+    let node = connector(&node_tls(&c, (leader + 1) % 3));
+    let conn = node.connect(&target.addr, &node_name(target.id)).await.unwrap();
+    let req = MetaRequest::Write {
+        request_id: 0x5e90,
+        command: Command::SetDraining { nodes: Vec::new() },
+    };
+    let reply = meta_call(&conn, &req).await.unwrap();
+    let r = meta::decode::<predastore_core::meta::MetaResult>(&reply).unwrap();
+    assert!(matches!(r, Ok(Reply::RingEpoch(_))), "{r:?}");
+}

@@ -152,7 +152,7 @@ pub async fn free(inner: &Inner, freed: Vec<GarbageRecord>) -> Round {
 /// Deletes every shard of `owner` on every node, found by listing.
 async fn sweep(inner: &Inner, owner: u128) -> Result<(), ShardError> {
     let client = inner.data.client();
-    for node in &inner.nodes {
+    for node in &inner.nodes() {
         let mut after =
             owner.checked_sub(1).map(|o| ShardId { object: o, chunk: u32::MAX, index: u8::MAX });
         loop {

@@ -21,6 +21,7 @@ pub mod collector;
 pub mod degraded;
 pub mod heal;
 pub mod record;
+pub mod relocate;
 pub mod repair;
 pub mod scrub;
 pub mod walk;
@@ -28,7 +29,7 @@ pub mod walk;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,8 +40,8 @@ use predastore_core::config::{
     BucketConfig, ClusterFile, DistributedStorageConfig, Erasure, GatewayConfig,
 };
 use predastore_core::meta::{
-    BucketRecord, Command, IntentRecord, ListRequest, MetaError, ObjectRecord, PartRecord,
-    Precondition, Query, Reply, RingRecord,
+    BucketRecord, Command, DrainingNode, IntentRecord, ListRequest, MetaError, ObjectRecord,
+    PartRecord, Precondition, Query, Reply, RingRecord,
 };
 use predastore_core::meta_client::{MetaClient, MetaClientOptions, new_request_id};
 use predastore_core::ring::{Member, Ring};
@@ -68,14 +69,23 @@ pub fn classes_of(file: &ClusterFile) -> BTreeMap<String, Erasure> {
     c
 }
 
-/// The ring a committed ring record describes.
-fn ring_of(r: &RingRecord) -> std::result::Result<Ring, String> {
+/// The placement ring a committed ring record describes: its members
+/// except the draining ones, which take no new shards.
+fn ring_of(r: &RingRecord, draining: &[DrainingNode]) -> std::result::Result<Ring, String> {
     Ring::new(
         r.epoch,
-        r.members.iter().map(|m| Member { id: m.id, zone: m.zone.clone() }),
+        r.members
+            .iter()
+            .filter(|m| !draining.iter().any(|d| d.id == m.id))
+            .map(|m| Member { id: m.id, zone: m.zone.clone() }),
         r.virtual_nodes,
     )
     .map_err(|e| e.to_string())
+}
+
+/// Where the ring's members listen.
+fn addrs_of(r: &RingRecord) -> Vec<NodeAddr> {
+    r.members.iter().map(|m| NodeAddr { id: m.id, addr: m.addr.clone() }).collect()
 }
 
 /// Shared state of the backend and its background tasks.
@@ -83,7 +93,9 @@ pub struct Inner {
     meta: MetaClient,
     probe: MetaClient,
     data: DataPath,
-    nodes: Vec<NodeAddr>,
+    /// Nodes to list for shards (the collector's sweeps): the cluster
+    /// file's until a ring is known, then the ring's members.
+    nodes: RwLock<Vec<NodeAddr>>,
     classes: BTreeMap<String, Erasure>,
     ring: RwLock<Option<Arc<Ring>>>,
     inline_max: u64,
@@ -110,6 +122,15 @@ pub struct Inner {
     scrub_rate: u64,
     /// Objects GETs found below full redundancy ([`heal`]).
     heal_queue: tokio::sync::mpsc::Sender<heal::Wanted>,
+    /// The ring changed (or the gateway started): a relocation pass may
+    /// find shards on nodes that left it.
+    relocate_wanted: AtomicBool,
+    /// One relocation pass at a time (background or admin).
+    relocate_lock: tokio::sync::Mutex<()>,
+    /// A relocation pass is under way.
+    relocate_running: AtomicBool,
+    /// The last finished relocation pass and when it ended.
+    last_relocate: Mutex<Option<(DrainReport, Instant)>>,
 }
 
 /// The backend registered as `storage.type = "distributed"`.
@@ -193,7 +214,7 @@ impl DistributedBackend {
             meta,
             probe,
             data,
-            nodes,
+            nodes: RwLock::new(nodes),
             classes: classes_of(file),
             ring: RwLock::new(None),
             inline_max: d.inline_max_size,
@@ -209,6 +230,10 @@ impl DistributedBackend {
             last_scrub: Mutex::new(None),
             scrub_rate: d.scrub_bytes_per_sec,
             heal_queue,
+            relocate_wanted: AtomicBool::new(true),
+            relocate_lock: tokio::sync::Mutex::new(()),
+            relocate_running: AtomicBool::new(false),
+            last_relocate: Mutex::new(None),
         });
         let tasks = vec![
             tokio::spawn(probe_loop(Arc::clone(&inner))),
@@ -223,6 +248,7 @@ impl DistributedBackend {
                 d.scrub_bytes_per_sec,
             )),
             tokio::spawn(heal::run(Arc::clone(&inner), heal_rx)),
+            tokio::spawn(relocate::run(Arc::clone(&inner))),
         ];
         Ok(Self { inner, tasks: Mutex::new(tasks) })
     }
@@ -240,14 +266,8 @@ async fn probe_loop(inner: Arc<Inner>) {
         let ok = match inner.probe.read(Query::Ring).await {
             Ok(Reply::Ring(Some(r))) => {
                 let stale = inner.ring().is_none_or(|cur| cur.epoch() != r.epoch);
-                if stale {
-                    match ring_of(&r) {
-                        Ok(ring) => {
-                            tracing::info!(epoch = r.epoch, "ring loaded");
-                            *inner.ring.write().expect("ring lock") = Some(Arc::new(ring));
-                        }
-                        Err(e) => tracing::error!(error = %e, "committed ring is unusable"),
-                    }
+                if stale && let Err(e) = inner.follow_ring(&r).await {
+                    tracing::error!(error = %e, "committed ring is unusable");
                 }
                 inner.ring().is_some()
             }
@@ -344,9 +364,36 @@ impl Inner {
         &self.data
     }
 
-    /// The cluster file's nodes.
-    pub fn nodes(&self) -> &[NodeAddr] {
-        &self.nodes
+    /// The nodes that may hold shards: the ring's members once known.
+    pub fn nodes(&self) -> Vec<NodeAddr> {
+        self.nodes.read().expect("nodes lock").clone()
+    }
+
+    /// Takes up committed ring `r`: its placement (without draining
+    /// members) for new writes, and its members' addresses for shards and
+    /// metadata, so nodes added after this gateway started are reached
+    /// without a restart. Asks for a relocation pass: shards may sit on
+    /// nodes that left.
+    async fn follow_ring(&self, r: &RingRecord) -> std::result::Result<(), String> {
+        let draining = match self.probe.read(Query::Draining).await {
+            Ok(Reply::Draining(d)) => d,
+            other => return Err(format!("reading the draining nodes: {other:?}")),
+        };
+        let ring = ring_of(r, &draining)?;
+        let addrs = addrs_of(r);
+        self.data.update_addrs(addrs.clone());
+        self.meta.set_nodes(addrs.clone());
+        self.probe.set_nodes(addrs.clone());
+        *self.nodes.write().expect("nodes lock") = addrs;
+        tracing::info!(
+            epoch = r.epoch,
+            members = r.members.len(),
+            draining = ?draining.iter().map(|d| d.id).collect::<Vec<_>>(),
+            "ring loaded"
+        );
+        *self.ring.write().expect("ring lock") = Some(Arc::new(ring));
+        self.relocate_wanted.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Whether a Raft leader answered the last probe.
@@ -600,7 +647,7 @@ impl Backend for DistributedBackend {
         let ready = inner.is_ready();
         ClusterView {
             nodes: inner
-                .nodes
+                .nodes()
                 .iter()
                 .map(|n| NodeView {
                     id: n.id,
@@ -1243,6 +1290,33 @@ impl Backend for DistributedBackend {
             running: self.inner.scrub_running.load(Ordering::Acquire),
             last: *self.inner.last_scrub.lock().expect("scrub report lock"),
         }
+    }
+
+    async fn relocate(&self) -> Result<Option<DrainReport>> {
+        let inner = Arc::clone(&self.inner);
+        // A task of its own: a client that hangs up does not stop the pass.
+        let pass = tokio::spawn(async move { relocate::pass(&inner).await });
+        let report = pass.await.map_err(|e| BackendError::Internal(e.to_string()))?;
+        Ok(Some(report.map_err(meta_err)?))
+    }
+
+    async fn drain_status(&self) -> Result<DrainStatus> {
+        let (_, draining) = relocate::placement(&self.inner).await.map_err(meta_err)?;
+        let last = self.inner.last_relocate.lock().expect("relocate report lock").clone();
+        let last = last.map(|(r, _)| r);
+        Ok(DrainStatus {
+            running: self.inner.relocate_running.load(Ordering::Acquire),
+            draining: draining
+                .iter()
+                .map(|d| DrainingView {
+                    id: d.id,
+                    since_ms: d.since_ms,
+                    referenced_ms: d.referenced_ms,
+                    empty: relocate::is_empty(d, last.as_ref()),
+                })
+                .collect(),
+            last,
+        })
     }
 
     async fn close(&self) -> Result<()> {

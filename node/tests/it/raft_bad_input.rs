@@ -177,13 +177,18 @@ async fn a_gateway_certificate_cannot_reshape_the_ring_or_the_codes() {
     let c = Cluster::start(&[0, 1, 2], &[]).await;
     let leader = c.wait_leader(Duration::from_secs(20)).await;
     let target = c.addr(leader);
+    // The ring, once the leader has committed one.
     let ring = |conn: quinn::Connection| async move {
         let read = MetaRequest::Read { query: Query::Ring, linearizable: true };
-        let reply = meta_call(&conn, &read).await.unwrap();
-        match meta::decode::<predastore_core::meta::MetaResult>(&reply).unwrap() {
-            Ok(Reply::Ring(Some(r))) => r,
-            other => panic!("{other:?}"),
+        for _ in 0..100 {
+            let reply = meta_call(&conn, &read).await.unwrap();
+            match meta::decode::<predastore_core::meta::MetaResult>(&reply).unwrap() {
+                Ok(Reply::Ring(Some(r))) => return r,
+                Ok(Reply::Ring(None)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{other:?}"),
+            }
         }
+        panic!("no ring committed within 10 s");
     };
     let gw = connector(&c.pki.gateway_tls());
     let conn = gw.connect(&target.addr, &node_name(target.id)).await.unwrap();

@@ -201,7 +201,14 @@ impl DevCluster {
         let log = self.layout.node_log(id);
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        let mut tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        // With RUST_BACKTRACE set the reason is far above the tail.
+        if let Some(reason) =
+            lines.iter().find(|l| l.starts_with("Error:") || l.contains("panicked"))
+            && !tail.contains(*reason)
+        {
+            tail = format!("{reason}\n...\n{tail}");
+        }
         DevClusterError::NodeExited { id, status: describe(status), log, tail }
     }
 
@@ -493,6 +500,14 @@ fn ensure_pki(layout: &Layout, cluster: &ClusterFile) -> Result<()> {
     Ok(())
 }
 
+/// A well-mixed 64-bit value of `x` (SplitMix64), to spread picks.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Hands out loopback ports free for both TCP and UDP, distinct from each
 /// other and from the remembered ones. Holds every port it handed out
 /// until dropped, so the system cannot give one out twice meanwhile.
@@ -506,13 +521,23 @@ impl PortPicker {
         Self { avoid, held: Vec::new() }
     }
 
+    /// Ports below Linux's ephemeral range (32768–60999): a port the
+    /// system handed out for `bind(0)` would be free again once this
+    /// picker drops it, and any process's next outgoing socket (a QUIC
+    /// client endpoint) could take it before the node binds it.
     fn pick(&mut self) -> std::io::Result<u16> {
-        for _ in 0..100 {
-            let tcp = TcpListener::bind(plan::loopback(0))?;
-            let port = tcp.local_addr()?.port();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 20);
+        for _ in 0..200 {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = 20_000 + (splitmix64(seed ^ n) % 12_000) as u16;
             if self.avoid.contains(&port) {
                 continue;
             }
+            let Ok(tcp) = TcpListener::bind(plan::loopback(port)) else { continue };
             if let Ok(udp) = UdpSocket::bind(plan::loopback(port)) {
                 self.avoid.push(port);
                 self.held.push((tcp, udp));
@@ -521,7 +546,7 @@ impl PortPicker {
         }
         Err(std::io::Error::new(
             std::io::ErrorKind::AddrInUse,
-            "no port free for both TCP and UDP after 100 tries",
+            "no port in 20000-31999 free for both TCP and UDP after 200 tries",
         ))
     }
 }

@@ -2,6 +2,7 @@
 //! replicating the state machine of [`state`] stored in sled by [`store`].
 //!
 //! - [`store`]: log, vote, state machine and snapshots in sled.
+//! - [`snapshot`]: the snapshot file format, streamed.
 //! - [`state`]: what commands do and queries read (pure).
 //! - [`network`]: Raft RPCs over the node's QUIC endpoint (wire v2).
 //! - [`admission`]: when a node with an empty store may take part (a
@@ -23,10 +24,10 @@
 pub mod admission;
 pub mod membership;
 pub mod network;
+pub mod snapshot;
 pub mod state;
 pub mod store;
 
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +55,7 @@ openraft::declare_raft_types!(
         R = BatchReply,
         NodeId = NodeId,
         Node = BasicNode,
+        SnapshotData = tokio::fs::File,
 );
 
 /// The metadata Raft handle.

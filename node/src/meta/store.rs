@@ -9,7 +9,7 @@
 //! | `log` | index (u64 BE) | `Entry` record |
 //! | `raft` | `vote`, `committed`, `purged` | `Vote` / `LogId` records |
 //! | `sm` | see [`super::state`]; plus `s/applied`, `s/membership` | records |
-//! | `snap` | `meta`, `data` | `SnapshotMeta` record; snapshot bytes |
+//! | `snap` | `meta`, `file` | `SnapshotMeta` record; name of its file in `snapshots/` |
 //!
 //! Values are [`predastore_core::meta::encode`] records (version byte,
 //! postcard, CRC-32C). Durability: [`LogStore`] reports an append done to
@@ -20,46 +20,51 @@
 //! flushed log); each applied batch is one atomic sled batch with the
 //! applied log id, so a re-applied entry was never half-applied.
 //!
-//! # Snapshot format, version 1
+//! # Snapshots
 //!
-//! ```text
-//! "PDSN" | version u16 LE = 1 | count u64 LE |
-//!   count × (key len u32 LE, key, value len u32 LE, value) |
-//! CRC-32C (u32 LE) of everything before it
-//! ```
-//!
-//! The pairs are every state machine key except the store's own `s/`
-//! keys; the applied log id and membership travel in openraft's
-//! `SnapshotMeta`.
+//! A snapshot is a file in `<dir>/snapshots` ([`super::snapshot`] has the
+//! format); the `snap` tree names the current one. Building one does not
+//! stop applies and holds no copy of the state: the state machine is
+//! *frozen* — applies go to an in-memory overlay that reads see through —
+//! while the file is written from the unchanging `sm` tree, then the
+//! overlay is written back in one batch. Installing one checks the whole
+//! file first, then replaces `sm` in batches under an `s/installing` mark
+//! that makes [`MetaDb::open`] finish an install a crash interrupted.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::io::Cursor;
+use std::io::{BufReader, BufWriter, Seek};
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
-use predastore_core::checksum::crc32c;
 use predastore_core::meta::{self, MetaResult, Query};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::snapshot;
 use super::state::{self, KvError, KvRead, Overlay, SYSTEM_PREFIX};
 use super::{BatchReply, NodeId, TypeConfig};
 
 type SErr = StorageError<NodeId>;
 
-/// First bytes of a snapshot.
-pub const SNAPSHOT_MAGIC: [u8; 4] = *b"PDSN";
-/// Snapshot format version this build writes.
-pub const SNAPSHOT_VERSION: u16 = 1;
-
 const APPLIED: &[u8] = b"s/applied";
 const MEMBERSHIP: &[u8] = b"s/membership";
+/// Present in `sm` while a snapshot install replaces it.
+const INSTALLING: &[u8] = b"s/installing";
+/// Pairs per sled batch when an install replaces the state machine.
+const INSTALL_BATCH: usize = 4096;
+
+type SnapMeta = SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// Writes made while the state machine is frozen for a snapshot build:
+/// key → value, or None for a removal.
+type Frozen = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The open metadata database of a node.
 #[derive(Clone)]
@@ -70,9 +75,16 @@ pub struct MetaDb {
     sm: sled::Tree,
     snap: sled::Tree,
     /// Held for writing while a batch applies or a snapshot installs, for
-    /// reading while a snapshot is cut or a query reads: both see whole
-    /// batches only.
-    sm_lock: Arc<RwLock<()>>,
+    /// reading while a query reads: both see whole batches only. Holds
+    /// the overlay while a snapshot build has the state machine frozen.
+    sm_lock: Arc<RwLock<Option<Frozen>>>,
+    /// One snapshot build or install at a time: an install must not
+    /// change `sm` under a build's feet.
+    snapshots: Arc<tokio::sync::Mutex<()>>,
+    /// Where snapshot files live.
+    snap_dir: PathBuf,
+    /// The file a snapshot being received is written to.
+    incoming: Arc<Mutex<Option<PathBuf>>>,
 }
 
 fn io(e: sled::Error) -> KvError {
@@ -83,37 +95,135 @@ fn dec<T: DeserializeOwned>(what: &str, v: &[u8]) -> Result<T, KvError> {
     meta::decode(v).map_err(|source| KvError::Corrupt { key: what.to_string(), source })
 }
 
-struct SledView<'a>(&'a sled::Tree);
+/// The state machine as applies left it: the `sm` tree, seen through the
+/// overlay of writes made while it is frozen.
+struct SmView<'a> {
+    tree: &'a sled::Tree,
+    frozen: Option<&'a Frozen>,
+}
 
-impl KvRead for SledView<'_> {
+impl KvRead for SmView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.0.get(key).map_err(io)?.map(|v| v.to_vec()))
+        if let Some(v) = self.frozen.and_then(|f| f.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key).map_err(io)?.map(|v| v.to_vec()))
     }
 
     fn range(&self, from: &[u8], until: Option<&[u8]>, f: state::Visit<'_>) -> Result<(), KvError> {
         let hi = until.map_or(Bound::Unbounded, Bound::Excluded);
-        for kv in self.0.range::<&[u8], _>((Bound::Included(from), hi)) {
-            let (k, v) = kv.map_err(io)?;
-            if !f(&k, &v)? {
-                break;
+        let mut tree = self.tree.range::<&[u8], _>((Bound::Included(from), hi)).peekable();
+        let empty = Frozen::new();
+        let mut over =
+            self.frozen.unwrap_or(&empty).range::<[u8], _>((Bound::Included(from), hi)).peekable();
+        loop {
+            // The smaller key next; the overlay wins a tie.
+            let take_over = match (tree.peek(), over.peek()) {
+                (None, None) => return Ok(()),
+                (Some(Err(_)), _) => {
+                    return Err(io(tree.next().expect("peeked").expect_err("peeked an error")));
+                }
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some(Ok((tk, _))), Some((ok, _))) => ok.as_slice() <= &tk[..],
+            };
+            let go_on = if take_over {
+                let (k, v) = over.next().expect("peeked");
+                if let Some(Ok((tk, _))) = tree.peek()
+                    && &tk[..] == k.as_slice()
+                {
+                    tree.next();
+                }
+                match v {
+                    Some(v) => f(k, v)?,
+                    None => true,
+                }
+            } else {
+                let (k, v) = tree.next().expect("peeked").map_err(io)?;
+                f(&k, &v)?
+            };
+            if !go_on {
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 
 impl MetaDb {
     /// Opens (or creates) the database in `dir`.
+    /// A snapshot install a crash interrupted is finished here.
     pub fn open(dir: &Path) -> Result<Self, KvError> {
         let db = sled::Config::new().path(dir).open().map_err(io)?;
-        Ok(Self {
+        let snap_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snap_dir)
+            .map_err(|e| KvError::Io(format!("creating {}: {e}", snap_dir.display())))?;
+        let this = Self {
             log: db.open_tree("log").map_err(io)?,
             raft: db.open_tree("raft").map_err(io)?,
             sm: db.open_tree("sm").map_err(io)?,
             snap: db.open_tree("snap").map_err(io)?,
             db,
-            sm_lock: Arc::new(RwLock::new(())),
-        })
+            sm_lock: Arc::new(RwLock::new(None)),
+            snapshots: Arc::new(tokio::sync::Mutex::new(())),
+            snap_dir,
+            incoming: Arc::new(Mutex::new(None)),
+        };
+        this.migrate_inline_snapshot()?;
+        if this.sm.contains_key(INSTALLING).map_err(io)? {
+            match this.current_snapshot()? {
+                Some((meta, path)) => {
+                    tracing::warn!(snapshot = %meta.snapshot_id,
+                        "finishing an interrupted snapshot install");
+                    this.replace_state(Some((&meta, &path)))?;
+                }
+                // Interrupted before the snapshot was recorded, with none
+                // before it: start from the empty state; the log has the rest.
+                None => this.replace_state(None)?,
+            }
+        }
+        this.remove_stray_files()?;
+        Ok(this)
+    }
+
+    /// Stores of the first release kept the snapshot's bytes in the `snap`
+    /// tree; moves them to a file.
+    fn migrate_inline_snapshot(&self) -> Result<(), KvError> {
+        let Some(data) = self.snap.get(b"data").map_err(io)? else { return Ok(()) };
+        let Some(meta) = Self::get_rec::<SnapMeta>(&self.snap, b"meta")? else {
+            self.snap.remove(b"data").map_err(io)?;
+            return Ok(());
+        };
+        let fail = |e: std::io::Error| KvError::Io(format!("snapshot file: {e}"));
+        let path = self.snap_dir.join(format!("snapshot-migrated-{}", uuid_like()));
+        let mut f = std::fs::File::create(&path).map_err(fail)?;
+        std::io::Write::write_all(&mut f, &data).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        sync_dir(&self.snap_dir)?;
+        self.record_snapshot(&meta, &path)
+    }
+
+    /// The current snapshot's meta and file, if any.
+    fn current_snapshot(&self) -> Result<Option<(SnapMeta, PathBuf)>, KvError> {
+        let Some(meta) = Self::get_rec::<SnapMeta>(&self.snap, b"meta")? else {
+            return Ok(None);
+        };
+        let name: String = Self::get_rec(&self.snap, b"file")?
+            .ok_or_else(|| KvError::Io("the current snapshot names no file".into()))?;
+        Ok(Some((meta, self.snap_dir.join(name))))
+    }
+
+    /// Deletes snapshot files that are not the current one (left by a
+    /// crash while one was built or received).
+    fn remove_stray_files(&self) -> Result<(), KvError> {
+        let keep = self.current_snapshot()?.map(|(_, p)| p);
+        let entries = std::fs::read_dir(&self.snap_dir)
+            .map_err(|e| KvError::Io(format!("listing {}: {e}", self.snap_dir.display())))?;
+        for e in entries.flatten() {
+            if Some(e.path()) != keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
     }
 
     /// The log store half, for openraft.
@@ -128,8 +238,8 @@ impl MetaDb {
 
     /// Answers `q` from this node's applied state (no leader check).
     pub fn query(&self, q: &Query) -> MetaResult {
-        let _g = self.sm_lock.read().expect("state machine lock");
-        state::query(&SledView(&self.sm), q)
+        let g = self.sm_lock.read().expect("state machine lock");
+        state::query(&SmView { tree: &self.sm, frozen: g.as_ref() }, q)
     }
 
     /// Whether nothing was ever stored (no vote, no log, no state).
@@ -293,10 +403,191 @@ type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 impl StateMachine {
     fn applied(&self) -> Result<(Option<LogId<NodeId>>, Membership), KvError> {
-        let applied = MetaDb::get_rec(&self.db.sm, APPLIED)?;
-        let membership = MetaDb::get_rec(&self.db.sm, MEMBERSHIP)?.unwrap_or_default();
+        let g = self.db.sm_lock.read().expect("state machine lock");
+        let view = SmView { tree: &self.db.sm, frozen: g.as_ref() };
+        let rec = |k: &[u8]| -> Result<Option<Vec<u8>>, KvError> { view.get(k) };
+        let applied = rec(APPLIED)?.map(|v| dec("s/applied", &v)).transpose()?;
+        let membership =
+            rec(MEMBERSHIP)?.map(|v| dec("s/membership", &v)).transpose()?.unwrap_or_default();
         Ok((applied, membership))
     }
+}
+
+impl MetaDb {
+    /// Sends applies to an overlay so `sm` stays as it is now; returns the
+    /// applied log id and membership of that moment.
+    fn freeze(&self) -> Result<(Option<LogId<NodeId>>, Membership), KvError> {
+        let mut g = self.sm_lock.write().expect("state machine lock");
+        debug_assert!(g.is_none(), "one build at a time");
+        *g = Some(Frozen::new());
+        let applied = Self::get_rec(&self.sm, APPLIED)?;
+        let membership = Self::get_rec(&self.sm, MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    /// Writes the overlay back to `sm` in one batch and ends the freeze.
+    fn thaw(&self) -> Result<(), KvError> {
+        let mut g = self.sm_lock.write().expect("state machine lock");
+        let Some(writes) = g.as_ref() else { return Ok(()) };
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
+            }
+        }
+        self.sm.apply_batch(batch).map_err(io)?;
+        *g = None;
+        Ok(())
+    }
+
+    /// Writes the frozen `sm` to a new snapshot file (two passes: count,
+    /// then pairs; nothing held but one pair), fsynced; returns its path.
+    fn write_snapshot_file(&self, id: &str) -> Result<PathBuf, KvError> {
+        let user = |kv: Result<(sled::IVec, sled::IVec), sled::Error>| match kv {
+            Ok((k, _)) if k.starts_with(SYSTEM_PREFIX) => None,
+            other => Some(other.map_err(io)),
+        };
+        let count = self.sm.iter().filter_map(user).try_fold(0u64, |n, kv| kv.map(|_| n + 1))?;
+        let fail = |e: std::io::Error| KvError::Io(format!("snapshot file: {e}"));
+        let path = self.snap_dir.join(format!("snapshot-{id}"));
+        let tmp = self.snap_dir.join(format!("building-{id}"));
+        let file = std::fs::File::create(&tmp).map_err(fail)?;
+        let w = snapshot::write(BufWriter::new(file), count, self.sm.iter().filter_map(user))?;
+        let file = w.into_inner().map_err(|e| fail(e.into_error()))?;
+        file.sync_all().map_err(fail)?;
+        std::fs::rename(&tmp, &path).map_err(fail)?;
+        sync_dir(&self.snap_dir)?;
+        Ok(path)
+    }
+
+    /// Makes `path` the current snapshot (durably) and deletes the one
+    /// it replaces.
+    fn record_snapshot(&self, meta: &SnapMeta, path: &Path) -> Result<(), KvError> {
+        let before = self.current_snapshot()?.map(|(_, p)| p);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| KvError::Io(format!("snapshot path {}", path.display())))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(b"meta".as_slice(), meta::encode(meta));
+        batch.insert(b"file".as_slice(), meta::encode(&name.to_string()));
+        batch.remove(b"data".as_slice()); // where version 1 stores kept the bytes
+        self.snap.apply_batch(batch).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        if let Some(old) = before
+            && old != path
+        {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// Replaces the state machine with the snapshot at `path` (verified
+    /// already; None: the empty state), in batches under the install mark;
+    /// the caller holds the state machine lock or has the store to itself.
+    fn replace_state(&self, snap: Option<(&SnapMeta, &Path)>) -> Result<(), KvError> {
+        self.sm.insert(INSTALLING, b"1".as_slice()).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        // Clear everything but the mark, a batch at a time.
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in self.sm.iter().keys() {
+                let k = k.map_err(io)?;
+                if &k[..] != INSTALLING {
+                    batch.remove(k);
+                    n += 1;
+                    if n == INSTALL_BATCH {
+                        break;
+                    }
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            self.sm.apply_batch(batch).map_err(io)?;
+        }
+        let mut batch = sled::Batch::default();
+        if let Some((meta, path)) = snap {
+            let fail = |e: std::io::Error| KvError::Io(format!("snapshot file: {e}"));
+            let file = std::fs::File::open(path).map_err(fail)?;
+            let mut n = 0;
+            snapshot::read(BufReader::new(file), |k, v| {
+                batch.insert(k, v);
+                n += 1;
+                if n == INSTALL_BATCH {
+                    self.sm.apply_batch(std::mem::take(&mut batch)).map_err(io)?;
+                    n = 0;
+                }
+                Ok(())
+            })?;
+            if let Some(l) = meta.last_log_id {
+                batch.insert(APPLIED, meta::encode(&l));
+            }
+            batch.insert(MEMBERSHIP, meta::encode(&meta.last_membership));
+        }
+        batch.remove(INSTALLING);
+        self.sm.apply_batch(batch).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    /// A new file to receive a snapshot into.
+    fn incoming_file(&self) -> Result<std::fs::File, KvError> {
+        let path = self.snap_dir.join(format!("incoming-{}", uuid_like()));
+        let f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| KvError::Io(format!("creating {}: {e}", path.display())))?;
+        if let Some(old) = self.incoming.lock().expect("incoming lock").replace(path) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(f)
+    }
+
+    /// Installs the snapshot in `file`: checks it whole, keeps it as the
+    /// current snapshot, then replaces the state machine.
+    fn install(&self, meta: &SnapMeta, mut file: std::fs::File) -> Result<(), KvError> {
+        let fail = |e: std::io::Error| KvError::Io(format!("snapshot file: {e}"));
+        file.sync_all().map_err(fail)?;
+        file.rewind().map_err(fail)?;
+        snapshot::verify(BufReader::new(&file))?;
+        let id = meta.snapshot_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+        let path = self.snap_dir.join(format!("snapshot-{id}-{}", uuid_like()));
+        let received = self.incoming.lock().expect("incoming lock").take().filter(|p| {
+            use std::os::unix::fs::MetadataExt;
+            let ino = |m: std::io::Result<std::fs::Metadata>| m.ok().map(|m| (m.dev(), m.ino()));
+            ino(std::fs::metadata(p)).is_some_and(|i| Some(i) == ino(file.metadata()))
+        });
+        match received {
+            Some(incoming) => std::fs::rename(incoming, &path).map_err(fail)?,
+            None => {
+                // Not received here (openraft handed a snapshot built
+                // locally): keep a copy of its bytes.
+                file.rewind().map_err(fail)?;
+                let mut out = std::fs::File::create(&path).map_err(fail)?;
+                std::io::copy(&mut file, &mut out).map_err(fail)?;
+                out.sync_all().map_err(fail)?;
+            }
+        }
+        sync_dir(&self.snap_dir)?;
+        let _g = self.sm_lock.write().expect("state machine lock");
+        // Marked before the new snapshot is recorded: a crash in between
+        // restarts from the old one (or empty), never from a mix.
+        self.sm.insert(INSTALLING, b"1".as_slice()).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        self.record_snapshot(meta, &path)?;
+        self.replace_state(Some((meta, &path)))
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KvError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| KvError::Io(format!("fsync {}: {e}", dir.display())))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -311,8 +602,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let _g = self.db.sm_lock.write().expect("state machine lock");
-        let view = SledView(&self.db.sm);
+        let mut g = self.db.sm_lock.write().expect("state machine lock");
+        let view = SmView { tree: &self.db.sm, frozen: g.as_ref() };
         let mut ov = Overlay::new(&view);
         let mut replies = Vec::new();
         let mut last = None;
@@ -331,18 +622,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
+        let mut writes = std::mem::take(&mut ov.writes);
+        drop(ov);
+        if let Some(l) = last {
+            writes.insert(APPLIED.to_vec(), Some(meta::encode(&l)));
+        }
+        if let Some(m) = membership {
+            writes.insert(MEMBERSHIP.to_vec(), Some(meta::encode(&m)));
+        }
+        if let Some(frozen) = g.as_mut() {
+            // A snapshot is being cut from `sm`: keep it as it is.
+            frozen.extend(writes);
+            return Ok(replies);
+        }
         let mut batch = sled::Batch::default();
-        for (k, v) in std::mem::take(&mut ov.writes) {
+        for (k, v) in writes {
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
-        }
-        if let Some(l) = last {
-            batch.insert(APPLIED, meta::encode(&l));
-        }
-        if let Some(m) = membership {
-            batch.insert(MEMBERSHIP, meta::encode(&m));
         }
         self.db.sm.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         Ok(replies)
@@ -352,167 +650,79 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder { db: self.db.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SErr> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, SErr> {
+        let db = self.db.clone();
+        let f = tokio::task::spawn_blocking(move || db.incoming_file())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapMeta,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), SErr> {
         let sig = Some(meta.signature());
-        let data = snapshot.into_inner();
-        let pairs =
-            decode_snapshot(&data).map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
-        {
-            let _g = self.db.sm_lock.write().expect("state machine lock");
-            let mut batch = sled::Batch::default();
-            for k in self.db.sm.iter().keys() {
-                batch.remove(k.map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?);
-            }
-            for (k, v) in pairs {
-                batch.insert(k, v);
-            }
-            if let Some(l) = meta.last_log_id {
-                batch.insert(APPLIED, meta::encode(&l));
-            }
-            batch.insert(MEMBERSHIP, meta::encode(&meta.last_membership));
-            self.db
-                .sm
-                .apply_batch(batch)
-                .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        }
-        store_snapshot(&self.db, meta, data)
+        let _one = self.db.snapshots.lock().await;
+        let file = snapshot.into_std().await;
+        let (db, m) = (self.db.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || db.install(&m, file))
             .await
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
         let err = |e: &KvError| StorageIOError::read_snapshot(None, e);
-        let Some(meta) =
-            MetaDb::get_rec::<SnapshotMeta<NodeId, openraft::BasicNode>>(&self.db.snap, b"meta")
-                .map_err(|e| err(&e))?
-        else {
+        let Some((meta, path)) = self.db.current_snapshot().map_err(|e| err(&e))? else {
             return Ok(None);
         };
-        let data = self.db.snap.get(b"data").map_err(|e| err(&io(e)))?.map(|v| v.to_vec());
-        let data = data.ok_or_else(|| err(&KvError::Io("snapshot data missing".into())))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| err(&KvError::Io(format!("opening {}: {e}", path.display()))))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(f) }))
     }
-}
-
-async fn store_snapshot(
-    db: &MetaDb,
-    meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-    data: Vec<u8>,
-) -> Result<(), KvError> {
-    let mut batch = sled::Batch::default();
-    batch.insert(b"meta".as_slice(), meta::encode(meta));
-    batch.insert(b"data".as_slice(), data);
-    db.snap.apply_batch(batch).map_err(io)?;
-    db.flush().await
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
         let err = |e: &KvError| StorageIOError::write_snapshot(None, e);
-        let (data, applied, membership) = {
-            let _g = self.db.sm_lock.read().expect("state machine lock");
-            let mut pairs = Vec::new();
-            for kv in self.db.sm.iter() {
-                let (k, v) = kv.map_err(|e| err(&io(e)))?;
-                if !k.starts_with(SYSTEM_PREFIX) {
-                    pairs.push((k, v));
-                }
-            }
-            let sm = StateMachine { db: self.db.clone() };
-            let (applied, membership) = sm.applied().map_err(|e| err(&e))?;
-            (encode_snapshot(pairs.iter().map(|(k, v)| (&k[..], &v[..]))), applied, membership)
-        };
+        let _one = self.db.snapshots.lock().await;
+        let (applied, membership) = self.db.freeze().map_err(|e| err(&e))?;
         let snapshot_id = match applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, uuid_like()),
             None => format!("empty-{}", uuid_like()),
         };
+        let (db, id) = (self.db.clone(), snapshot_id.clone());
+        let written = tokio::task::spawn_blocking(move || db.write_snapshot_file(&id)).await;
+        // Applies resume on `sm` whatever happened.
+        let thawed = {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || db.thaw()).await
+        };
+        let path =
+            written.map_err(|e| StorageIOError::write_snapshot(None, &e))?.map_err(|e| err(&e))?;
+        thawed.map_err(|e| StorageIOError::write_snapshot(None, &e))?.map_err(|e| err(&e))?;
         let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-        store_snapshot(&self.db, &meta, data.clone()).await.map_err(|e| err(&e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let db = self.db.clone();
+        let (m, p) = (meta.clone(), path.clone());
+        tokio::task::spawn_blocking(move || db.record_snapshot(&m, &p))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?
+            .map_err(|e| err(&e))?;
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| err(&KvError::Io(format!("opening {}: {e}", path.display()))))?;
+        Ok(Snapshot { meta, snapshot: Box::new(f) })
     }
 }
 
 fn uuid_like() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Encodes state machine pairs in the snapshot format (module docs).
-pub fn encode_snapshot<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes());
-    let mut n = 0u64;
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
-        n += 1;
-    }
-    out[6..14].copy_from_slice(&n.to_le_bytes());
-    let crc = crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// Key-value pairs of a snapshot.
-pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Decodes a snapshot written by [`encode_snapshot`].
-pub fn decode_snapshot(b: &[u8]) -> Result<Pairs, KvError> {
-    let bad = |m: &str| KvError::Corrupt {
-        key: "snapshot".into(),
-        source: meta::CodecError::Malformed(m.to_string()),
-    };
-    if b.len() < 18 || b[..4] != SNAPSHOT_MAGIC {
-        return Err(bad("no snapshot magic"));
-    }
-    let (body, tail) = b.split_at(b.len() - 4);
-    if crc32c(body) != u32::from_le_bytes(tail.try_into().expect("4 bytes")) {
-        return Err(bad("checksum mismatch"));
-    }
-    let version = u16::from_le_bytes([b[4], b[5]]);
-    if version != 1 {
-        return Err(KvError::Corrupt {
-            key: "snapshot".into(),
-            source: meta::CodecError::UnknownVersion(version.min(255) as u8),
-        });
-    }
-    let n = u64::from_le_bytes(body[6..14].try_into().expect("8 bytes"));
-    let mut rest = &body[14..];
-    let mut take = |what: &str| -> Result<Vec<u8>, KvError> {
-        if rest.len() < 4 {
-            return Err(bad(what));
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        if rest.len() < 4 + len {
-            return Err(bad(what));
-        }
-        let v = rest[4..4 + len].to_vec();
-        rest = &rest[4 + len..];
-        Ok(v)
-    };
-    let mut out = Vec::with_capacity(n.min(1 << 20) as usize);
-    for _ in 0..n {
-        let k = take("snapshot key")?;
-        let v = take("snapshot value")?;
-        out.push((k, v));
-    }
-    if !rest.is_empty() {
-        return Err(bad("bytes after the last pair"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -536,19 +746,155 @@ mod tests {
         Suite::test_all(Builder).unwrap();
     }
 
-    #[test]
-    fn snapshot_round_trips_and_rejects_damage() {
-        let pairs: Vec<(&[u8], &[u8])> = vec![(b"b/x", b"1"), (b"o/x\0k", b"22")];
-        let s = encode_snapshot(pairs.iter().copied());
-        let back = decode_snapshot(&s).unwrap();
-        assert_eq!(
-            back,
-            vec![(b"b/x".to_vec(), b"1".to_vec()), (b"o/x\0k".to_vec(), b"22".to_vec())]
-        );
-        let mut bad = s.clone();
-        bad[15] ^= 0x40;
-        assert!(decode_snapshot(&bad).is_err());
-        assert!(decode_snapshot(&s[..10]).is_err());
+    use openraft::CommittedLeaderId;
+    use predastore_core::meta::{BucketRecord, Command, ObjectRecord, Precondition, Reply};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::meta::{Batch, Proposal};
+
+    /// Entry `i`: puts object `k{i}` with `size` inline bytes.
+    fn put(i: u64, size: usize) -> Entry<TypeConfig> {
+        let record = ObjectRecord {
+            version_id: u128::from(i) + 1,
+            size: size as u64,
+            etag: format!("e{i}"),
+            content_type: None,
+            user_metadata: Default::default(),
+            checksums: Default::default(),
+            storage_class: "STANDARD".into(),
+            modified_ms: 1,
+            chunks: Vec::new(),
+            inline: Some(vec![i as u8; size]),
+        };
+        let command = Command::PutObject {
+            bucket: "snap".into(),
+            key: format!("k{i:06}"),
+            record,
+            expect: Precondition::None,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+            payload: EntryPayload::Normal(Batch(vec![Proposal {
+                request_id: u128::from(i) + 1000,
+                time_ms: 1,
+                command,
+            }])),
+        }
+    }
+
+    fn bucket_entry() -> Entry<TypeConfig> {
+        let command = Command::CreateBucket(BucketRecord {
+            name: "snap".into(),
+            owner: "o".into(),
+            created_ms: 1,
+            storage_class: "STANDARD".into(),
+            public: false,
+            policy: None,
+        });
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 1),
+            payload: EntryPayload::Normal(Batch(vec![Proposal {
+                request_id: 1,
+                time_ms: 1,
+                command,
+            }])),
+        }
+    }
+
+    fn has(db: &MetaDb, i: u64) -> bool {
+        let q = Query::GetObject { bucket: "snap".into(), key: format!("k{i:06}") };
+        matches!(db.query(&q), Ok(Reply::Object(_)))
+    }
+
+    /// A state machine of ~24 MiB (far above openraft's 3 MiB snapshot
+    /// chunks and any buffer here) is snapshotted while applies go on,
+    /// streamed to a second store in small chunks and installed there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_stream_and_applies_go_on_while_one_is_built() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = MetaDb::open(dir_a.path()).unwrap();
+        let mut sm = a.state_machine();
+        sm.apply(vec![bucket_entry()]).await.unwrap();
+        const N: u64 = 3000;
+        for i in (2..2 + N).step_by(100) {
+            sm.apply((i..i + 100).map(|j| put(j, 8 << 10)).collect::<Vec<_>>()).await.unwrap();
+        }
+        // Frozen as a build starts: applies land in the overlay, reads
+        // see them, `sm` does not change.
+        let (applied, _) = a.freeze().unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(N + 1));
+        let later: Vec<_> = (N + 2..N + 12).map(|j| put(j, 100)).collect();
+        sm.apply(later).await.unwrap();
+        assert!(has(&a, N + 11), "reads see applies made while frozen");
+        assert!(!a.sm.contains_key(b"o/snap\0k003011").unwrap());
+        let path = a.write_snapshot_file("t").unwrap();
+        a.thaw().unwrap();
+        assert!(has(&a, N + 11) && has(&a, 2));
+        assert_eq!(sm.applied().unwrap().0.map(|l| l.index), Some(N + 11));
+        assert!(std::fs::metadata(&path).unwrap().len() > 20 << 20);
+
+        // The real builder: the same, through openraft's interface.
+        let mut builder = sm.get_snapshot_builder().await;
+        let snap = builder.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(N + 11));
+        // Received in 1 MiB pieces, as openraft's chunks arrive.
+        let b = MetaDb::open(dir_b.path()).unwrap();
+        let mut sm_b = b.state_machine();
+        let mut incoming = sm_b.begin_receiving_snapshot().await.unwrap();
+        let mut from = std::fs::File::open(a.current_snapshot().unwrap().unwrap().1).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut from, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            incoming.write_all(&buf[..n]).await.unwrap();
+        }
+        incoming.flush().await.unwrap();
+        sm_b.install_snapshot(&snap.meta, incoming).await.unwrap();
+        for i in [2, 1500, N + 1, N + 11] {
+            assert!(has(&b, i), "object {i} after install");
+        }
+        assert_eq!(sm_b.applied().unwrap().0, snap.meta.last_log_id);
+        // The installed snapshot is b's current one, and it can serve it.
+        let served = sm_b.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(served.meta, snap.meta);
+        // Only the current snapshot's file is kept.
+        assert_eq!(std::fs::read_dir(dir_b.path().join("snapshots")).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_snapshot_changes_nothing_and_an_interrupted_install_is_finished() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = MetaDb::open(dir_a.path()).unwrap();
+        let mut sm = a.state_machine();
+        sm.apply(vec![bucket_entry(), put(2, 10), put(3, 10)]).await.unwrap();
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let bytes = std::fs::read(a.current_snapshot().unwrap().unwrap().1).unwrap();
+
+        let b = MetaDb::open(dir_b.path()).unwrap();
+        let mut sm_b = b.state_machine();
+        sm_b.apply(vec![bucket_entry(), put(7, 10)]).await.unwrap();
+        let mut bad = bytes.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 1;
+        let mut incoming = sm_b.begin_receiving_snapshot().await.unwrap();
+        incoming.write_all(&bad).await.unwrap();
+        assert!(sm_b.install_snapshot(&snap.meta, incoming).await.is_err());
+        assert!(has(&b, 7) && !has(&b, 2), "a damaged snapshot changed nothing");
+
+        // A crash right after the install mark: reopening finishes it.
+        let mut incoming = sm_b.begin_receiving_snapshot().await.unwrap();
+        incoming.write_all(&bytes).await.unwrap();
+        sm_b.install_snapshot(&snap.meta, incoming).await.unwrap();
+        b.sm.insert(INSTALLING, b"1".as_slice()).unwrap();
+        b.sm.insert(b"o/snap\0junk", b"x".as_slice()).unwrap();
+        b.db.flush().unwrap();
+        drop((sm_b, b));
+        let b = MetaDb::open(dir_b.path()).unwrap();
+        assert!(has(&b, 2) && has(&b, 3) && !has(&b, 7));
+        assert!(!b.sm.contains_key(INSTALLING).unwrap());
+        assert!(!b.sm.contains_key(b"o/snap\0junk").unwrap());
     }
 }
 
@@ -652,10 +998,10 @@ mod samples {
         }
         // The snapshot framing has its own version (unchanged: 1).
         if std::env::var_os("UPDATE_SAMPLES").is_some() {
-            let snap = encode_snapshot(pairs.iter().copied());
+            let snap = snapshot::encode(pairs.iter().copied());
             std::fs::write(format!("{DATA}/raft-v1-snapshot.bin"), snap).unwrap();
         }
-        let snap = decode_snapshot(&read("raft-v1-snapshot.bin")).unwrap();
+        let snap = snapshot::decode(&read("raft-v1-snapshot.bin")).unwrap();
         assert_eq!(snap, vec![(b"b/one".to_vec(), b"x".to_vec()), (b"r".to_vec(), b"yz".to_vec())]);
     }
 }

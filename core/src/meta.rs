@@ -491,10 +491,13 @@ pub struct DrainingNode {
     /// When draining began, ms since the Unix epoch (log time): writes
     /// that began before it may still place shards on the node.
     pub since_ms: u64,
-    /// The last commit of a record naming a shard on this node since it
-    /// began draining, ms (log time; 0: none). A pass over every record
-    /// that started after it and found no shard left here proves the node
-    /// empty: a write or copy that committed later would show here.
+    /// Commits of a record naming a shard on this node since it began
+    /// draining. A pass over every record during which this did not change,
+    /// and that found no shard left here, proves the node empty: a write
+    /// or copy committing meanwhile would have changed it.
+    pub referenced: u64,
+    /// When the last of those committed, ms (log time; 0: none), for
+    /// people watching.
     pub referenced_ms: u64,
 }
 

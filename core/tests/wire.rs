@@ -319,7 +319,8 @@ fn sample_meta_v2_replies() -> Vec<MetaResult> {
         survives: 1,
         since_ms: 4,
     };
-    let draining = DrainingNode { id: 3, since_ms: 1_760_000_000_005, referenced_ms: 0 };
+    let draining =
+        DrainingNode { id: 3, since_ms: 1_760_000_000_005, referenced: 2, referenced_ms: 9 };
     vec![
         Ok(Reply::Degraded(vec![record])),
         Ok(Reply::Degraded(Vec::new())),

@@ -73,6 +73,15 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// A backend failure as an admin answer: 503 while the storage cannot be
+/// reached (retry later), 500 otherwise.
+fn backend_error(e: &BackendError) -> Response {
+    match e {
+        BackendError::Unavailable(_) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// Checks the bearer token in constant time; `Some` is the refusal to send.
 fn refuse(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.token else {
@@ -135,10 +144,7 @@ async fn repair(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     }
     match s.backend.repair().await {
         Ok(report) => Json(report).into_response(),
-        Err(e @ BackendError::Unavailable(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => backend_error(&e),
     }
 }
 
@@ -153,10 +159,7 @@ async fn last_repair(State(s): State<AdminState>, headers: HeaderMap) -> Respons
     }
     let now = match s.backend.redundancy().await {
         Ok(r) => r,
-        Err(e @ BackendError::Unavailable(_)) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => return backend_error(&e),
     };
     let (below_full, survives) = match now {
         Some(r) => (serde_json::json!(r.below_full), serde_json::json!(r.survives)),
@@ -180,15 +183,12 @@ async fn drain(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     match s.backend.relocate().await {
         Ok(Some(report)) => Json(report).into_response(),
         Ok(None) => error(StatusCode::BAD_REQUEST, "this gateway's storage has no nodes to drain"),
-        Err(e @ BackendError::Unavailable(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => backend_error(&e),
     }
 }
 
 /// `GET /admin/v1/drain`: `{"running", "draining": [{"id", "since_ms",
-/// "referenced_ms", "empty"}], "last": …}` — a node listed `empty` holds
+/// "referenced", "referenced_ms", "empty"}], "last": …}` — a node listed `empty` holds
 /// nothing any record or open upload part names, and can be removed from
 /// the cluster file.
 async fn drain_status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
@@ -197,10 +197,7 @@ async fn drain_status(State(s): State<AdminState>, headers: HeaderMap) -> Respon
     }
     match s.backend.drain_status().await {
         Ok(status) => Json(status).into_response(),
-        Err(e @ BackendError::Unavailable(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => backend_error(&e),
     }
 }
 
@@ -240,10 +237,7 @@ async fn scrub(
             (StatusCode::ACCEPTED, Json(serde_json::json!({ "started": true, "deep": deep })))
                 .into_response()
         }
-        Err(e @ BackendError::Unavailable(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => backend_error(&e),
     }
 }
 

@@ -170,8 +170,12 @@ pub struct DrainReport {
     /// Every leaving node (draining, or no longer in the ring but named by
     /// a record) and the shards still named there after the pass.
     pub referenced: BTreeMap<u64, u64>,
-    /// The pass walked everything (it did not stop on an error).
+    /// The pass read every record (none was unreadable).
     pub complete: bool,
+    /// Draining nodes this pass proved empty: no record or open part names
+    /// them, and no commit named them while it ran; with the node's
+    /// `[since_ms, referenced]` then, so a later commit voids the proof.
+    pub proven_empty: BTreeMap<u64, [u64; 2]>,
     /// When the pass started and ended, ms since the Unix epoch.
     pub started_ms: u64,
     pub finished_ms: u64,
@@ -184,6 +188,8 @@ pub struct DrainingView {
     pub id: u64,
     /// When draining began (leader's clock, ms).
     pub since_ms: u64,
+    /// Commits naming it since it began draining.
+    pub referenced: u64,
     /// Last commit naming it (leader's clock, ms; 0: none since draining).
     pub referenced_ms: u64,
     /// Proven to hold nothing any record or open part still names: safe to

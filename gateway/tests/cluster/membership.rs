@@ -85,6 +85,16 @@ async fn read_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
     }
 }
 
+/// Waits (`what`) until `gw` follows a ring of `n` members.
+async fn ring_size(gw: &Gateway, n: usize, what: &str) {
+    eventually(what, Duration::from_secs(30), || async {
+        admin(gw, reqwest::Method::GET, "cluster").await["nodes"]
+            .as_array()
+            .is_some_and(|nodes| nodes.len() == n)
+    })
+    .await;
+}
+
 /// `GET /admin/v1/drain`.
 async fn drain(gw: &Gateway) -> serde_json::Value {
     admin(gw, reqwest::Method::GET, "drain").await
@@ -100,12 +110,7 @@ async fn a_drained_node_is_emptied_and_proven_so_under_a_writer_then_leaves_with
     let mut t = four_nodes().await;
     // This gateway was told of nodes 0–2 only; node 3 is in the ring.
     let (gw, s3) = gateway_knowing(&t, &[0, 1, 2]).await;
-    eventually("the gateway to learn node 3", Duration::from_secs(20), || async {
-        admin(&gw, reqwest::Method::GET, "cluster").await["nodes"]
-            .as_array()
-            .is_some_and(|n| n.len() == 4)
-    })
-    .await;
+    ring_size(&gw, 4, "the gateway to learn node 3").await;
     s3.create_bucket().bucket("mem").send().await.unwrap();
     put_all(&s3, 0..24).await;
     // Shards the ring put on node 3 reached it: no write left one missing.
@@ -155,24 +160,19 @@ async fn a_drained_node_is_emptied_and_proven_so_under_a_writer_then_leaves_with
     let written = written.load(Ordering::Relaxed);
     assert!(written > 100, "the writer wrote");
 
-    // Proven empty: a pass that started after the last commit naming it
-    // (and the clock slack) found nothing.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Proven empty: a pass found nothing naming it, and nothing naming it
+    // committed while the pass ran.
     let report = admin(&gw, reqwest::Method::POST, "drain").await;
     assert_eq!(report["referenced"]["3"], 0, "{report}");
     assert_eq!((report["left"].as_u64(), report["upload_parts"].as_u64()), (Some(0), Some(0)));
     let status = drain(&gw).await;
     assert_eq!(status["draining"][0]["empty"], true, "{status}");
+    assert!(report["proven_empty"]["3"].is_array(), "{report}");
     let moved = status["last"]["moved"].as_u64().unwrap();
 
     // It leaves: out of the file, the group and the ring, then stopped.
     edit_cluster_file(&t, |f| f.nodes.retain(|n| n.id != 3));
-    eventually("the ring to drop node 3", Duration::from_secs(30), || async {
-        admin(&gw, reqwest::Method::GET, "cluster").await["nodes"]
-            .as_array()
-            .is_some_and(|n| n.len() == 3)
-    })
-    .await;
+    ring_size(&gw, 3, "the ring to drop node 3").await;
     t.c.kill_node(3).await.unwrap();
     assert_eq!(below_full(&gw).await, 0);
     // Every object has all three shards on nodes 0–2: one more can go.
@@ -196,12 +196,7 @@ async fn a_node_declared_dead_has_its_shards_rebuilt_from_the_survivors() {
     std::fs::remove_dir_all(t.c.layout().node_data(1)).unwrap();
     // Declared dead: removed from the cluster file.
     edit_cluster_file(&t, |f| f.nodes.retain(|n| n.id != 1));
-    eventually("the ring to drop node 1", Duration::from_secs(30), || async {
-        admin(&gw, reqwest::Method::GET, "cluster").await["nodes"]
-            .as_array()
-            .is_some_and(|n| n.len() == 3)
-    })
-    .await;
+    ring_size(&gw, 3, "the ring to drop node 1").await;
     // Passes follow ring changes; one asked for now finds what is left.
     eventually("node 1's shards to be rebuilt elsewhere", Duration::from_secs(90), || async {
         let r = admin(&gw, reqwest::Method::POST, "drain").await;

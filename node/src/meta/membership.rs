@@ -89,18 +89,19 @@ pub fn plan(cur: &Current, file: &ClusterFile) -> Step {
     if !ring_ok && !ring_members.is_empty() {
         return Step::SetRing(ring_members, vnodes);
     }
-    // 1b. Nodes the file drains, or no longer lists, take no new shards
-    // (ring members only: a node joins the ring before it can drain).
+    // 2. New nodes join as learners.
+    if let Some(n) = want.values().find(|n| !cur.addrs.contains_key(&n.id)) {
+        return Step::AddLearner(n.id, n.addr.clone());
+    }
+    // 3. Nodes the file drains, or no longer lists, take no new shards
+    // (ring members only; new nodes join first, so that replacing every
+    // node can drain the old ones).
     let draining: BTreeSet<NodeId> =
         cur.addrs.keys().filter(|id| want.get(id).is_none_or(|n| n.drain)).copied().collect();
     if draining != cur.draining && !ring_members.is_empty() {
         return Step::SetDraining(draining);
     }
-    // 2. New nodes join as learners.
-    if let Some(n) = want.values().find(|n| !cur.addrs.contains_key(&n.id)) {
-        return Step::AddLearner(n.id, n.addr.clone());
-    }
-    // 3. Removed voters leave; caught-up learners fill their seats.
+    // 4. Removed voters leave; caught-up learners fill their seats.
     let kept: BTreeSet<NodeId> =
         cur.voters.iter().copied().filter(|v| want.contains_key(v)).collect();
     let promotable: Vec<NodeId> = cur
@@ -116,13 +117,13 @@ pub fn plan(cur: &Current, file: &ClusterFile) -> Step {
             return Step::SetVoters(voters);
         }
     }
-    // 4. Removed learners leave.
+    // 5. Removed learners leave.
     let gone: BTreeSet<NodeId> =
         cur.learners.iter().copied().filter(|l| !want.contains_key(l)).collect();
     if !gone.is_empty() {
         return Step::RemoveLearners(gone);
     }
-    // 5. Promote while seats are free.
+    // 6. Promote while seats are free.
     if cur.voters.len() < MAX_VOTERS && !promotable.is_empty() {
         let mut voters = cur.voters.clone();
         voters.extend(promotable.iter().take(MAX_VOTERS - cur.voters.len()));

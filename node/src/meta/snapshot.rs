@@ -26,10 +26,11 @@ use super::state::KvError;
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"PDSN";
 /// Snapshot format version this build writes.
 pub const SNAPSHOT_VERSION: u16 = 1;
-/// Largest key or value a snapshot may hold: well above the largest
-/// record (a 1 MiB inline object), so a damaged length is refused before
-/// it allocates.
-pub const MAX_FIELD: usize = 16 << 20;
+/// Largest key or value a snapshot may hold: a record arrives in one
+/// metadata request, so none is larger than that request may be (a
+/// multipart object of thousands of parts has a record of tens of MiB); a
+/// damaged length beyond it is refused before it allocates.
+pub const MAX_FIELD: usize = predastore_core::wire::MAX_META_BODY as usize;
 const HEADER: usize = 14;
 
 fn bad(m: &str) -> KvError {
@@ -206,6 +207,13 @@ mod tests {
         // A count the pairs do not meet is refused when writing.
         let short = write(Vec::new(), 3, pairs.iter().copied().map(Ok));
         assert!(short.is_err());
+    }
+
+    #[test]
+    fn records_far_above_a_megabyte_fit() {
+        let big = vec![7u8; 20 << 20];
+        let s = encode([(&b"o/b\0huge"[..], &big[..])].into_iter());
+        assert_eq!(decode(&s).unwrap()[0].1.len(), 20 << 20);
     }
 
     #[test]

@@ -554,17 +554,29 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
                 .filter(|m| nodes.contains(&m.id))
                 .map(|m| match cur.iter().find(|d| d.id == m.id) {
                     Some(d) => d.clone(),
-                    None => DrainingNode { id: m.id, since_ms: now_ms, referenced_ms: 0 },
+                    None => {
+                        DrainingNode { id: m.id, since_ms: now_ms, referenced: 0, referenced_ms: 0 }
+                    }
                 })
                 .collect();
             next.sort_by_key(|d| d.id);
             if next == cur {
                 return Ok(Ok(Reply::RingEpoch(ring.epoch)));
             }
-            if next.len() >= ring.members.len() {
-                return Ok(Err(MetaError::Invalid(
-                    "draining every ring member would leave nowhere to place shards".into(),
-                )));
+            // What stays must hold every shard of a chunk of every class.
+            let widest = scan::<StorageClassRecord>(ov, b"c/", usize::MAX)?
+                .iter()
+                .map(|c| usize::from(c.data_shards) + usize::from(c.parity_shards))
+                .max()
+                .unwrap_or(1);
+            let stay = ring.members.len() - next.len();
+            if stay < widest {
+                return Ok(Err(MetaError::Invalid(format!(
+                    "draining {} of {} ring members would leave {stay}, fewer than the {widest} \
+                     shards of a chunk",
+                    next.len(),
+                    ring.members.len()
+                ))));
             }
             ring.epoch += 1;
             ov.put(DRAINING_KEY.to_vec(), &next);
@@ -606,8 +618,8 @@ fn drop_upload(
     Ok(())
 }
 
-/// Notes on each draining node a committed record names that it is
-/// still referenced now ([`DrainingNode::referenced_ms`]).
+/// Counts on each draining node a committed record names
+/// ([`DrainingNode::referenced`]).
 fn touch_draining(
     ov: &mut Overlay<'_>,
     chunks: &[ChunkLayout],
@@ -618,7 +630,8 @@ fn touch_draining(
     };
     let mut touched = false;
     for d in &mut draining {
-        if d.referenced_ms < now_ms && chunks.iter().any(|c| c.nodes.contains(&d.id)) {
+        if chunks.iter().any(|c| c.nodes.contains(&d.id)) {
+            d.referenced += 1;
             d.referenced_ms = now_ms;
             touched = true;
         }
@@ -1428,7 +1441,10 @@ pub(crate) mod tests {
             r[2..],
             [Ok(Reply::RingEpoch(1)), Ok(Reply::RingEpoch(2)), Ok(Reply::RingEpoch(2))]
         );
-        assert_eq!(draining(&kv), [DrainingNode { id: 3, since_ms: 20, referenced_ms: 0 }]);
+        assert_eq!(
+            draining(&kv),
+            [DrainingNode { id: 3, since_ms: 20, referenced: 0, referenced_ms: 0 }]
+        );
         // A commit naming node 3 is noted; one that does not is not.
         let mut away = chunk(8, 0);
         away.nodes = vec![1, 2, 4];
@@ -1456,10 +1472,32 @@ pub(crate) mod tests {
                 },
             ),
         ]);
-        assert_eq!(draining(&kv), [DrainingNode { id: 3, since_ms: 20, referenced_ms: 41 }]);
+        assert_eq!(
+            draining(&kv),
+            [DrainingNode { id: 3, since_ms: 20, referenced: 1, referenced_ms: 41 }]
+        );
         // Draining everything would leave nowhere to write.
         let r = kv.apply(vec![(10, 60, Command::SetDraining { nodes: vec![1, 2, 3, 4] })]);
         assert!(matches!(r[0], Err(MetaError::Invalid(_))));
+        // With an RS(2,1) class, neither would leaving fewer than three.
+        let class = StorageClassRecord {
+            name: "STANDARD".into(),
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size: 1 << 20,
+        };
+        let mut rs21 = MemKv::default();
+        let r = rs21.apply(vec![
+            (20, 60, Command::PutStorageClass(class)),
+            (21, 60, Command::SetRing { members: vec![m(1), m(2), m(3), m(4)], virtual_nodes: 8 }),
+            (22, 60, Command::SetDraining { nodes: vec![2, 3] }),
+            (23, 60, Command::SetDraining { nodes: vec![3] }),
+        ]);
+        assert!(
+            matches!(&r[2], Err(MetaError::Invalid(m)) if m.contains("fewer than the 3")),
+            "{r:?}"
+        );
+        assert_eq!(r[3], Ok(Reply::RingEpoch(2)));
         // Leaving the ring ends draining; calling it off bumps the epoch.
         let r = kv.apply(vec![(
             11,

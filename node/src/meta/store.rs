@@ -9,7 +9,7 @@
 //! | `log` | index (u64 BE) | `Entry` record |
 //! | `raft` | `vote`, `committed`, `purged` | `Vote` / `LogId` records |
 //! | `sm` | see [`super::state`]; plus `s/applied`, `s/membership` | records |
-//! | `snap` | `meta`, `file` | `SnapshotMeta` record; name of its file in `snapshots/` |
+//! | `snap` | `current` | (`SnapshotMeta`, name of its file in `snapshots/`) record |
 //!
 //! Values are [`predastore_core::meta::encode`] records (version byte,
 //! postcard, CRC-32C). Durability: [`LogStore`] reports an append done to
@@ -204,11 +204,12 @@ impl MetaDb {
 
     /// The current snapshot's meta and file, if any.
     fn current_snapshot(&self) -> Result<Option<(SnapMeta, PathBuf)>, KvError> {
-        let Some(meta) = Self::get_rec::<SnapMeta>(&self.snap, b"meta")? else {
+        // One record for both, so a reader never pairs one snapshot's meta
+        // with another's file.
+        let Some((meta, name)) = Self::get_rec::<(SnapMeta, String)>(&self.snap, b"current")?
+        else {
             return Ok(None);
         };
-        let name: String = Self::get_rec(&self.snap, b"file")?
-            .ok_or_else(|| KvError::Io("the current snapshot names no file".into()))?;
         Ok(Some((meta, self.snap_dir.join(name))))
     }
 
@@ -418,7 +419,10 @@ impl MetaDb {
     /// applied log id and membership of that moment.
     fn freeze(&self) -> Result<(Option<LogId<NodeId>>, Membership), KvError> {
         let mut g = self.sm_lock.write().expect("state machine lock");
-        debug_assert!(g.is_none(), "one build at a time");
+        if g.is_some() {
+            // A thaw failed: those writes are applied and only here.
+            return Err(KvError::Io("the state machine is still frozen by a failed build".into()));
+        }
         *g = Some(Frozen::new());
         let applied = Self::get_rec(&self.sm, APPLIED)?;
         let membership = Self::get_rec(&self.sm, MEMBERSHIP)?.unwrap_or_default();
@@ -470,9 +474,10 @@ impl MetaDb {
             .and_then(|n| n.to_str())
             .ok_or_else(|| KvError::Io(format!("snapshot path {}", path.display())))?;
         let mut batch = sled::Batch::default();
-        batch.insert(b"meta".as_slice(), meta::encode(meta));
-        batch.insert(b"file".as_slice(), meta::encode(&name.to_string()));
-        batch.remove(b"data".as_slice()); // where version 1 stores kept the bytes
+        batch.insert(b"current".as_slice(), meta::encode(&(meta, name)));
+        // Where first-release stores kept the meta and the bytes.
+        batch.remove(b"meta".as_slice());
+        batch.remove(b"data".as_slice());
         self.snap.apply_batch(batch).map_err(io)?;
         self.db.flush().map_err(io)?;
         if let Some(old) = before
@@ -677,13 +682,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
         let err = |e: &KvError| StorageIOError::read_snapshot(None, e);
-        let Some((meta, path)) = self.db.current_snapshot().map_err(|e| err(&e))? else {
-            return Ok(None);
-        };
-        let f = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| err(&KvError::Io(format!("opening {}: {e}", path.display()))))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(f) }))
+        // A build finishing meanwhile deletes the file it replaces: read
+        // the current one again then.
+        for _ in 0..3 {
+            let Some((meta, path)) = self.db.current_snapshot().map_err(|e| err(&e))? else {
+                return Ok(None);
+            };
+            match tokio::fs::File::open(&path).await {
+                Ok(f) => return Ok(Some(Snapshot { meta, snapshot: Box::new(f) })),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(
+                        err(&KvError::Io(format!("opening {}: {e}", path.display()))).into()
+                    );
+                }
+            }
+        }
+        Err(err(&KvError::Io("the current snapshot kept changing under the reader".into())).into())
     }
 }
 

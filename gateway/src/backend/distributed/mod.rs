@@ -1311,6 +1311,7 @@ impl Backend for DistributedBackend {
                 .map(|d| DrainingView {
                     id: d.id,
                     since_ms: d.since_ms,
+                    referenced: d.referenced,
                     referenced_ms: d.referenced_ms,
                     empty: relocate::is_empty(d, last.as_ref()),
                 })

@@ -380,5 +380,11 @@ mod tests {
         assert_eq!(plan(&c, &file(&[0, 1, 2])), Step::SetVoters(set(&[0, 1, 2])));
         let c = cur(&[0, 1, 2, 3], &[], &[]);
         assert_eq!(plan(&c, &file(&[0, 1, 2])), Step::SetDraining(set(&[3])));
+        // Replacing every node: the new ones join before the old drain
+        // (draining all of the ring first would be refused forever).
+        let c = cur(&[0, 1, 2], &[], &[]);
+        assert_eq!(plan(&c, &file(&[3, 4, 5])), Step::AddLearner(3, "127.0.0.1:7003".into()));
+        let c = cur(&[0, 1, 2], &[3, 4, 5], &[]);
+        assert_eq!(plan(&c, &file(&[3, 4, 5])), Step::SetDraining(set(&[0, 1, 2])));
     }
 }

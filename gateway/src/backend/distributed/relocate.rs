@@ -174,27 +174,19 @@ async fn pass_inner(inner: &Inner) -> Result<DrainReport, MetaError> {
     for d in &draining {
         report.referenced.insert(d.id, 0);
     }
-    let mut unreadable = false;
+    let mut unreadable = 0;
     let mut walk = RecordWalk::start(inner).await?;
-    while let Some(o) = walk.next().await? {
+    // An unreadable record may name anything: no node can be proven empty
+    // then, but the others' shards still move.
+    while let Some(o) = walk.next_found("its shards are not relocated", &mut unreadable).await? {
         report.objects += 1;
-        let rec = match o.record {
-            Ok(r) => r,
-            Err(MetaError::NoSuchKey { .. }) => continue,
-            Err(e) => {
-                tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
-                    "object record unreadable; its shards are not relocated");
-                // Unknown what it names: no node can be proven empty, but
-                // the others' shards still move.
-                unreadable = true;
-                continue;
-            }
-        };
+        let rec = o.record;
         let rec = object(inner, &ring, &o.bucket, &o.key, rec, o.read_at, &mut report).await?;
         leaving_shards(&ring, &rec.chunks, &mut report.referenced);
     }
     parts(inner, &ring, &mut report).await?;
-    report.complete = !unreadable;
+    report.objects += unreadable;
+    report.complete = unreadable == 0;
     // Counts unchanged since the walk began: nothing committed meanwhile
     // named the node.
     let (_, after) = placement(inner).await?;

@@ -200,20 +200,11 @@ async fn walk_records(
     report: &mut RepairReport,
     seen: &mut BTreeSet<(String, String)>,
 ) -> Result<(), MetaError> {
+    let mut unreadable = 0;
     let mut walk = RecordWalk::start(inner).await?;
-    while let Some(o) = walk.next().await? {
+    while let Some(o) = walk.next_found("not repaired", &mut unreadable).await? {
         report.objects += 1;
-        let rec = match o.record {
-            Ok(r) => r,
-            Err(MetaError::NoSuchKey { .. }) => continue,
-            Err(e) => {
-                // One unreadable record must not stop the rest.
-                tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
-                    "object record unreadable; not repaired");
-                report.left += 1;
-                continue;
-            }
-        };
+        let rec = o.record;
         if record::missing_of(&rec).is_empty() {
             continue;
         }
@@ -221,6 +212,8 @@ async fn walk_records(
         seen.insert((o.bucket.clone(), o.key.clone()));
         tally(report, &o.bucket, &o.key, object(inner, &o.bucket, &o.key, rec).await);
     }
+    report.objects += unreadable;
+    report.left += unreadable;
     Ok(())
 }
 

@@ -120,17 +120,10 @@ pub async fn pass(inner: &Inner, opts: ScrubOptions) -> Result<ScrubReport, Meta
     let m = crate::metrics::global();
     let indexed: std::collections::BTreeSet<(String, String)> =
         inner.degraded().await?.into_iter().map(|d| (d.bucket, d.key)).collect();
+    let mut unreadable = 0;
     let mut walk = RecordWalk::start(inner).await?;
-    while let Some(o) = walk.next().await? {
-        let rec = match o.record {
-            Ok(r) => r,
-            Err(MetaError::NoSuchKey { .. }) => continue,
-            Err(e) => {
-                tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
-                    "object record unreadable; not scrubbed");
-                continue;
-            }
-        };
+    while let Some(o) = walk.next_found("not scrubbed", &mut unreadable).await? {
+        let rec = o.record;
         report.objects += 1;
         m.scrub_objects.inc();
         let on_index = indexed.contains(&(o.bucket.clone(), o.key.clone()));

@@ -22,6 +22,15 @@ pub struct Visited {
     pub read_at: Instant,
 }
 
+/// An object whose record could be read.
+pub struct Found {
+    pub bucket: String,
+    pub key: String,
+    pub record: ObjectRecord,
+    /// As [`Visited::read_at`].
+    pub read_at: Instant,
+}
+
 /// Cursor over every object of every bucket.
 pub struct RecordWalk<'a> {
     inner: &'a Inner,
@@ -73,6 +82,32 @@ impl<'a> RecordWalk<'a> {
                 },
             }
         }
+    }
+
+    /// The next object whose record reads, skipping keys deleted
+    /// meanwhile. An unreadable record is logged (naming what `pass` leaves
+    /// undone) and counted in `unreadable`, and the walk goes on: one
+    /// damaged record must not stop a pass.
+    pub async fn next_found(
+        &mut self,
+        pass: &str,
+        unreadable: &mut u64,
+    ) -> Result<Option<Found>, MetaError> {
+        while let Some(o) = self.next().await? {
+            match o.record {
+                Ok(record) => {
+                    let Visited { bucket, key, read_at, .. } = o;
+                    return Ok(Some(Found { bucket, key, record, read_at }));
+                }
+                Err(MetaError::NoSuchKey { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(bucket = %o.bucket, key = %o.key, error = %e,
+                        "object record unreadable; {pass}");
+                    *unreadable += 1;
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn page(&mut self, bucket: String, from: Option<Vec<u8>>) -> Result<(), MetaError> {

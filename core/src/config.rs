@@ -98,6 +98,21 @@ pub struct GatewayConfig {
     /// RequestTimeout (and nothing is stored). Default 60.
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// Connections the S3 listener keeps open at once; beyond it new
+    /// connections are closed at accept (clients retry). Bounds sockets
+    /// and per-connection buffers whatever clients do. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bytes of object data that requests in flight may hold in memory
+    /// together (bodies being written, reads fetched ahead). A request
+    /// that would go beyond it waits up to `admission_wait_ms`, then gets
+    /// 503 SlowDown, so load cannot exhaust memory. Default 1 GiB.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: u64,
+    /// Milliseconds a request waits for room in `max_in_flight_bytes`
+    /// before 503 SlowDown (SDKs retry it with backoff). Default 2000.
+    #[serde(default = "default_admission_wait_ms")]
+    pub admission_wait_ms: u64,
     /// Where objects live.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -124,6 +139,19 @@ fn default_max_object_size() -> u64 {
 fn default_idle_timeout_secs() -> u64 {
     60
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_in_flight_bytes() -> u64 {
+    1 << 30
+}
+fn default_admission_wait_ms() -> u64 {
+    2000
+}
+
+/// Smallest accepted `max_in_flight_bytes`: below it a single small
+/// request could not be admitted alongside another.
+pub const MIN_IN_FLIGHT_BYTES: u64 = 1 << 20;
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -137,6 +165,9 @@ impl Default for GatewayConfig {
             admin_token: None,
             max_object_size: default_max_object_size(),
             idle_timeout_secs: default_idle_timeout_secs(),
+            max_connections: default_max_connections(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
+            admission_wait_ms: default_admission_wait_ms(),
             storage: StorageConfig::default(),
             buckets: Vec::new(),
             auth: Vec::new(),
@@ -352,6 +383,9 @@ pub const GATEWAY_ENV_KEYS: &[&str] = &[
     "admin_token",
     "max_object_size",
     "idle_timeout_secs",
+    "max_connections",
+    "max_in_flight_bytes",
+    "admission_wait_ms",
 ];
 
 impl GatewayConfig {
@@ -431,6 +465,19 @@ impl GatewayConfig {
                 self.idle_timeout_secs =
                     value.parse().map_err(|_| format!("`{value}` is not a number of seconds"))?
             }
+            "max_connections" => {
+                self.max_connections =
+                    value.parse().map_err(|_| format!("`{value}` is not a number"))?
+            }
+            "max_in_flight_bytes" => {
+                self.max_in_flight_bytes =
+                    value.parse().map_err(|_| format!("`{value}` is not a size in bytes"))?
+            }
+            "admission_wait_ms" => {
+                self.admission_wait_ms = value
+                    .parse()
+                    .map_err(|_| format!("`{value}` is not a number of milliseconds"))?
+            }
             _ => {}
         }
         Ok(())
@@ -450,6 +497,15 @@ impl GatewayConfig {
         }
         if self.idle_timeout_secs == 0 {
             p.push(ConfigProblem::new("idle_timeout_secs", "must be at least 1"));
+        }
+        if self.max_connections == 0 {
+            p.push(ConfigProblem::new("max_connections", "must be at least 1"));
+        }
+        if self.max_in_flight_bytes < MIN_IN_FLIGHT_BYTES {
+            p.push(ConfigProblem::new(
+                "max_in_flight_bytes",
+                format!("must be at least {MIN_IN_FLIGHT_BYTES} bytes (1 MiB)"),
+            ));
         }
         if self.max_object_size == 0 {
             p.push(ConfigProblem::new("max_object_size", "must be greater than 0"));
@@ -819,6 +875,9 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.storage.kind, StorageKind::Fs);
         assert_eq!(c.storage.fs.base_path, PathBuf::from("./predastore-data"));
+        assert_eq!(c.max_connections, 4096);
+        assert_eq!(c.max_in_flight_bytes, 1 << 30);
+        assert_eq!(c.admission_wait_ms, 2000);
     }
 
     #[test]
@@ -885,6 +944,8 @@ actions = ["s3:ListBucket", "s3:GetObject", "s3:PutObject"]
         let mut c = GatewayConfig::default();
         c.buckets.push(BucketConfig { name: "Bad_Name".into(), public: false, pathname: None });
         c.tls_cert = Some("c.pem".into());
+        c.max_connections = 0;
+        c.max_in_flight_bytes = 4096;
         c.auth.push(AuthConfig {
             access_key_id: String::new(),
             secret_access_key: "s".into(),
@@ -894,6 +955,8 @@ actions = ["s3:ListBucket", "s3:GetObject", "s3:PutObject"]
         for k in [
             "buckets[0].name",
             "tls_cert",
+            "max_connections",
+            "max_in_flight_bytes",
             "auth[0].access_key_id",
             "auth[0].policy[0].bucket",
             "auth[0].policy[0].actions[0]",

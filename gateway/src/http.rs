@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -296,6 +296,22 @@ impl HttpBody for Counted {
     }
 }
 
+/// Bounds on what one listener's connections may hold, so slow or
+/// hostile clients cannot pile up sockets, handshakes or responses.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Connections open at once; beyond it new ones are closed at accept.
+    pub max_connections: usize,
+    /// Time a client has to finish its TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a response may wait on a client that stopped reading it.
+    pub write_stall: Duration,
+}
+
+/// Time to finish a TLS handshake (a client that opens a socket and
+/// sends nothing would otherwise hold it for good).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `app` on `listener` until `stop` fires, then lets in-flight
 /// requests finish (up to `drain`).
 pub async fn serve(
@@ -304,8 +320,10 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
     drain: Duration,
+    limits: ConnLimits,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -318,6 +336,12 @@ pub async fn serve(
             },
             () = stop.cancelled() => break,
         };
+        let m = metrics::global();
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            m.connections_refused.inc();
+            tracing::debug!(%peer, "closed at accept: max_connections are open");
+            continue;
+        };
         // Without this, small responses on reused connections wait ~40 ms
         // for the client's delayed ACK.
         let _ = stream.set_nodelay(true);
@@ -325,13 +349,28 @@ pub async fn serve(
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            m.connections.inc();
+            let stall = limits.write_stall;
             match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => serve_conn(TokioIo::new(s), app, watcher, peer).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                },
-                None => serve_conn(TokioIo::new(stream), app, watcher, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => serve_conn(s, app, watcher, peer, stall).await,
+                        Ok(Err(e)) => {
+                            m.handshakes_failed.inc();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            m.handshakes_failed.inc();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                }
+                None => serve_conn(stream, app, watcher, peer, stall).await,
             }
+            m.connections.dec();
+            drop(slot);
         });
     }
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
@@ -339,10 +378,18 @@ pub async fn serve(
     }
 }
 
-async fn serve_conn<I>(io: TokioIo<I>, app: axum::Router, watcher: Watcher, peer: SocketAddr)
-where
+async fn serve_conn<I>(
+    io: I,
+    app: axum::Router,
+    watcher: Watcher,
+    peer: SocketAddr,
+    write_stall: Duration,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let started = Instant::now();
+    let stalled = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(WriteWatch { inner: io, started, stalled: Arc::clone(&stalled) });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -351,8 +398,97 @@ where
         .max_buf_size(256 << 10);
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     let conn = watcher.watch(conn.into_owned());
-    if let Err(e) = conn.await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
+        () = write_stalled(started, &stalled, write_stall) => {
+            metrics::global().stalled_writes.inc();
+            tracing::debug!(%peer, "closed: the client stopped reading its response");
+        }
+    }
+}
+
+/// Resolves once a write has been pending for `limit` (`stalled` holds
+/// when it started, in ms after `started` plus one; 0 when none is).
+async fn write_stalled(started: Instant, stalled: &AtomicU64, limit: Duration) {
+    let tick = (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        let since = stalled.load(Ordering::Relaxed);
+        if since > 0 && write_stall_over(started.elapsed(), since, limit) {
+            return;
+        }
+    }
+}
+
+/// Whether a write pending since `since` (ms after the connection
+/// started, plus one) has waited `limit` at `now`.
+fn write_stall_over(now: Duration, since: u64, limit: Duration) -> bool {
+    now.as_millis() as u64 >= since - 1 + limit.as_millis() as u64
+}
+
+/// The connection's socket, noting when a write starts waiting on a
+/// client that does not read (hyper has no write timeout of its own).
+struct WriteWatch<I> {
+    inner: I,
+    started: Instant,
+    stalled: Arc<AtomicU64>,
+}
+
+impl<I> WriteWatch<I> {
+    fn note<T>(&self, p: Poll<T>) -> Poll<T> {
+        match &p {
+            Poll::Pending => {
+                let now = self.started.elapsed().as_millis() as u64 + 1;
+                let _ = self.stalled.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.stalled.store(0, Ordering::Relaxed),
+        }
+        p
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteWatch<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteWatch<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let p = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(p)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let p = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note(p)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let p = Pin::new(&mut self.inner).poll_flush(cx);
+        self.note(p)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -13,6 +13,7 @@
 //!   directory (also the harness of the distributed tests).
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod backend;
 pub mod cli;

@@ -66,6 +66,18 @@ pub struct Metrics {
     /// Acknowledged writes with a chunk that survives no further loss
     /// until repaired (RS(k, 1) at its default quorum with a node down).
     pub writes_unprotected: Counter,
+    /// Requests refused with 503 SlowDown: the memory budget was full.
+    pub slow_down: Counter,
+    /// Bytes of the memory budget charged to requests in flight.
+    pub budget_used: Gauge,
+    /// Connections open on the S3 listener.
+    pub connections: Gauge,
+    /// Connections closed at accept: `max_connections` were open.
+    pub connections_refused: Counter,
+    /// TLS handshakes that failed or did not finish in time.
+    pub handshakes_failed: Counter,
+    /// Connections closed because the client stopped reading a response.
+    pub stalled_writes: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -113,6 +125,42 @@ impl Metrics {
         let healed_on_read = Counter::default();
         let writes_below_full = Counter::default();
         let writes_unprotected = Counter::default();
+        let slow_down = Counter::default();
+        let budget_used = Gauge::default();
+        let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        let handshakes_failed = Counter::default();
+        let stalled_writes = Counter::default();
+        registry.register(
+            "slow_down",
+            "Requests refused with 503 SlowDown because max_in_flight_bytes was in use",
+            slow_down.clone(),
+        );
+        registry.register(
+            "memory_budget_used_bytes",
+            "Bytes of max_in_flight_bytes charged to requests in flight",
+            budget_used.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections open on the S3 and admin listeners",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept because max_connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes on the S3 listener that failed or timed out",
+            handshakes_failed.clone(),
+        );
+        registry.register(
+            "stalled_writes",
+            "Connections closed because the client stopped reading its response",
+            stalled_writes.clone(),
+        );
         registry.register(
             "shard_duration_seconds",
             "Shard puts and gets by node and outcome (distributed mode)",
@@ -201,6 +249,12 @@ impl Metrics {
             healed_on_read,
             writes_below_full,
             writes_unprotected,
+            slow_down,
+            budget_used,
+            connections,
+            connections_refused,
+            handshakes_failed,
+            stalled_writes,
         }
     }
 

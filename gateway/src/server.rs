@@ -80,9 +80,23 @@ impl Gateway {
         });
         let stop = CancellationToken::new();
         let is_tls = tls.is_some();
+        let s3_limits = http::ConnLimits {
+            max_connections: config.max_connections,
+            handshake_timeout: http::HANDSHAKE_TIMEOUT,
+            write_stall: Duration::from_secs(config.idle_timeout_secs),
+        };
+        // Probes and scrapes: few connections, answered at once.
+        let admin_limits = http::ConnLimits { max_connections: 256, ..s3_limits };
         let tasks = vec![
-            tokio::spawn(http::serve(s3_listener, app, tls, stop.clone(), DRAIN)),
-            tokio::spawn(http::serve(admin_listener, admin_app, None, stop.clone(), DRAIN)),
+            tokio::spawn(http::serve(s3_listener, app, tls, stop.clone(), DRAIN, s3_limits)),
+            tokio::spawn(http::serve(
+                admin_listener,
+                admin_app,
+                None,
+                stop.clone(),
+                DRAIN,
+                admin_limits,
+            )),
         ];
         ready.store(true, Ordering::Relaxed);
         Ok(Self { s3_addr, admin_addr, stop, tasks, backend, credentials, tls: is_tls })
@@ -131,6 +145,10 @@ fn s3_service(
             idle_timeout: Duration::from_secs(config.idle_timeout_secs),
         },
         region: config.region.clone(),
+        budget: crate::admission::Budget::new(
+            config.max_in_flight_bytes,
+            Duration::from_millis(config.admission_wait_ms),
+        ),
     };
     let mut b = S3ServiceBuilder::new(front);
     b.set_auth(KeyringAuth(Arc::clone(&keyring)));

@@ -126,8 +126,19 @@ pub fn gateway_config(plan: &Plan) -> GatewayConfig {
     GatewayConfig {
         listen: ([0, 0, 0, 0], names::S3_PORT as u16).into(),
         admin_listen: ([0, 0, 0, 0], names::GATEWAY_ADMIN_PORT as u16).into(),
+        max_in_flight_bytes: gateway_memory_budget(plan.gateway_memory_limit),
         storage,
         ..GatewayConfig::default()
+    }
+}
+
+/// The gateway's budget for object data in flight: half its container's
+/// memory limit (the rest for the process, metadata and socket buffers),
+/// or the gateway's default without a limit.
+fn gateway_memory_budget(limit: Option<u64>) -> u64 {
+    match limit {
+        Some(l) => (l / 2).max(predastore_core::config::MIN_IN_FLIGHT_BYTES),
+        None => GatewayConfig::default().max_in_flight_bytes,
     }
 }
 
@@ -621,4 +632,17 @@ pub fn node_args() -> Vec<String> {
         format!("{}/node-{id}.key", names::TLS_DIR),
     ]
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_budget_is_half_its_memory_limit() {
+        assert_eq!(gateway_memory_budget(Some(2 << 30)), 1 << 30);
+        assert_eq!(gateway_memory_budget(None), GatewayConfig::default().max_in_flight_bytes);
+        let tiny = gateway_memory_budget(Some(1 << 10));
+        assert_eq!(tiny, predastore_core::config::MIN_IN_FLIGHT_BYTES, "never below the minimum");
+    }
 }

@@ -64,6 +64,9 @@ pub struct Plan {
     /// Set when the spec asks for fewer nodes than the cluster has:
     /// `(asked, kept)`. Nothing shrinks until decommission exists.
     pub scale_down_refused: Option<(usize, usize)>,
+    /// The gateway container's memory limit in bytes, when the spec sets
+    /// one: the gateway's memory budget is sized from it.
+    pub gateway_memory_limit: Option<u64>,
 }
 
 impl Plan {
@@ -221,10 +224,43 @@ pub fn plan(spec: &PredastoreClusterSpec, inputs: &PlanInputs) -> Result<Plan, V
     }
 
     if problems.is_empty() {
-        Ok(Plan { mode: spec.mode, members, classes, scale_down_refused })
+        let gateway_memory_limit = spec
+            .gateways
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref()?.get("memory"))
+            .and_then(|q| quantity_bytes(&q.0));
+        Ok(Plan { mode: spec.mode, members, classes, scale_down_refused, gateway_memory_limit })
     } else {
         Err(problems)
     }
+}
+
+/// Bytes in a Kubernetes memory quantity (`512Mi`, `1G`, `1.5Gi`,
+/// `128974848`, `129e6`); `None` for forms it does not know.
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        e => 10f64.powi(e.strip_prefix(['e', 'E'])?.parse().ok()?),
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 fn zone_problems(
@@ -403,6 +439,34 @@ mod tests {
             write_quorum: None,
             s3_name: None,
         }
+    }
+
+    #[test]
+    fn memory_quantities_in_bytes() {
+        for (q, bytes) in [
+            ("512Mi", 512 << 20),
+            ("1Gi", 1 << 30),
+            ("1.5Gi", 3 << 29),
+            ("1G", 1_000_000_000),
+            ("500M", 500_000_000),
+            ("128974848", 128_974_848),
+            ("129e6", 129_000_000),
+            ("64Ki", 64 << 10),
+        ] {
+            assert_eq!(quantity_bytes(q), Some(bytes), "{q}");
+        }
+        for bad in ["", "Mi", "12Xi", "1.2.3Gi", "-1Gi"] {
+            assert_eq!(quantity_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_memory_limit_is_read_from_its_resources() {
+        let mut s = spec(Mode::Fs, 0, 1, 0);
+        assert_eq!(plan(&s, &PlanInputs::default()).unwrap().gateway_memory_limit, None);
+        s.gateways.resources =
+            Some(serde_json::from_value(serde_json::json!({"limits": {"memory": "2Gi"}})).unwrap());
+        assert_eq!(plan(&s, &PlanInputs::default()).unwrap().gateway_memory_limit, Some(2 << 30));
     }
 
     #[test]

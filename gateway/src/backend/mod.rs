@@ -523,6 +523,13 @@ pub trait Backend: Send + Sync + 'static {
         vec!["STANDARD".into()]
     }
 
+    /// What one streaming request holds in memory at worst; the
+    /// admission budget charges requests by it. The default fits a
+    /// backend that streams through buffers of about a MiB (fs).
+    fn request_memory(&self) -> crate::admission::RequestMemory {
+        crate::admission::RequestMemory { window: 2 << 20, open: 1 << 20 }
+    }
+
     /// Whether the backend can serve requests now (`/readyz`): the
     /// distributed backend needs a reachable Raft leader.
     async fn ready(&self) -> bool {

@@ -54,6 +54,7 @@ pub async fn copy_object(
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let (src_bucket, src_key) = source(f, &req, &req.input.copy_source)?;
     let i = req.input;
+    let mut ticket = f.admit_open(None).await?;
     let got = f.backend.get_object(&src_bucket, &src_key, None).await.or_s3()?;
     check_source(
         &got,
@@ -118,8 +119,14 @@ pub async fn copy_object(
         .or_s3()?;
     let info = match by_ref {
         Some(info) => info,
-        None => f.backend.put_object(&i.bucket, &i.key, got.body, opts).await.or_s3()?,
+        None => {
+            // Streamed through this gateway: a read and a write in flight.
+            f.admit_read(&mut ticket, src.size).await?;
+            let _write = f.admit_write(Some(src.size)).await?;
+            f.backend.put_object(&i.bucket, &i.key, got.body, opts).await.or_s3()?
+        }
     };
+    drop(ticket);
     let mut result = CopyObjectResult {
         e_tag: Some(etag(&info.etag)),
         last_modified: Some(ts(info.last_modified)),
@@ -160,6 +167,7 @@ pub async fn upload_part_copy(
             return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
         }
     }
+    let mut ticket = f.admit_open(None).await?;
     let got = f.backend.get_object(&src_bucket, &src_key, range).await.or_s3()?;
     check_source(
         &got,
@@ -179,6 +187,8 @@ pub async fn upload_part_copy(
     let part = match by_ref {
         Some(part) => part,
         None => {
+            f.admit_read(&mut ticket, len).await?;
+            let _write = f.admit_write(Some(len)).await?;
             let check =
                 BodyCheck { max_size: Some(f.limits.max_object_size), ..Default::default() };
             f.backend

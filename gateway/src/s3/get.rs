@@ -6,7 +6,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use time::OffsetDateTime;
 
 use super::error::OrS3;
-use super::{Front, blob, etag, etag_matches, parse_http_date, ts};
+use super::{Front, blob, etag, etag_matches, parse_http_date, ticketed, ts};
 use crate::backend::{ObjectInfo, ReadRange};
 
 /// Outcome of evaluating conditional headers against an object.
@@ -101,6 +101,15 @@ fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
     format!("bytes {}-{}/{size}", r.start, r.end - 1)
 }
 
+/// How many bytes a range asks for, where it says.
+fn requested_len(range: Option<&ReadRange>) -> Option<u64> {
+    match range? {
+        ReadRange::Bytes { first, last: Some(last) } => Some(last.saturating_sub(*first) + 1),
+        ReadRange::Suffix(n) => Some(*n),
+        _ => None,
+    }
+}
+
 pub async fn get_object(
     f: &Front,
     req: S3Request<GetObjectInput>,
@@ -127,15 +136,17 @@ pub async fn get_object(
     if conditional {
         check(&f.backend.head_object(&i.bucket, &i.key).await.or_s3()?)?;
     }
+    let mut ticket = f.admit_open(requested_len(range.as_ref())).await?;
     let got = f.backend.get_object(&i.bucket, &i.key, range).await.or_s3()?;
     let info = &got.info;
     // Again on the version actually read (it may have changed meanwhile).
     check(info)?;
     let len = got.range.as_ref().map_or(info.size, |r| r.end - r.start);
+    f.admit_read(&mut ticket, len).await?;
     let checksums = i.checksum_mode.is_some() && got.range.is_none();
     let mut out = GetObjectOutput {
         accept_ranges: Some("bytes".into()),
-        body: Some(blob(got.body)),
+        body: Some(blob(ticketed(got.body, ticket))),
         cache_control: info.http.cache_control.clone(),
         content_disposition: info.http.content_disposition.clone(),
         content_encoding: info.http.content_encoding.clone(),

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use time::OffsetDateTime;
 
+use crate::admission::{Budget, Exhausted, Ticket};
 use crate::auth::Keyring;
 use crate::backend::{Backend, BodyCheck, ByteStream, Checksums, HttpMeta};
 
@@ -42,6 +43,42 @@ pub struct Front {
     pub keyring: Arc<Keyring>,
     pub limits: Limits,
     pub region: String,
+    /// Memory shared by the object data of every request in flight.
+    pub budget: Budget,
+}
+
+/// AWS's answer when it sheds load; SDKs retry it with backoff.
+fn slow_down(_: Exhausted) -> s3s::S3Error {
+    s3_error!(SlowDown, "Please reduce your request rate.")
+}
+
+impl Front {
+    /// Charges writing a body of `declared` bytes to the memory budget.
+    pub(crate) async fn admit_write(&self, declared: Option<u64>) -> S3Result<Ticket> {
+        let charge = self.backend.request_memory().write(declared);
+        self.budget.take(charge).await.map_err(slow_down)
+    }
+
+    /// Charges opening a read (`requested` bytes if the range says how
+    /// many) before the object's size is known.
+    pub(crate) async fn admit_open(&self, requested: Option<u64>) -> S3Result<Ticket> {
+        let charge = self.backend.request_memory().open(requested);
+        self.budget.take(charge).await.map_err(slow_down)
+    }
+
+    /// Resizes an opened read's ticket to streaming `len` bytes.
+    pub(crate) async fn admit_read(&self, ticket: &mut Ticket, len: u64) -> S3Result<()> {
+        let charge = self.backend.request_memory().read(len);
+        self.budget.resize(ticket, charge).await.map_err(slow_down)
+    }
+}
+
+/// A stream that holds its budget ticket until it is dropped, so a
+/// response body pays for the memory it holds until its last byte.
+pub(crate) fn ticketed(stream: ByteStream, ticket: Ticket) -> ByteStream {
+    Box::pin(stream.inspect(move |_| {
+        let _held = &ticket;
+    }))
 }
 
 /// AWS's limit on user metadata (names + values), in bytes.

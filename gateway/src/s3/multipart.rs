@@ -79,6 +79,7 @@ pub async fn upload_part(
         i.checksum_sha256,
         trailer,
     );
+    let _ticket = f.admit_write(size).await?;
     let part = f
         .backend
         .upload_part(

@@ -86,6 +86,7 @@ pub async fn put_object(
         size,
         check,
     };
+    let _ticket = f.admit_write(size).await?;
     let info = f.backend.put_object(&i.bucket, &i.key, body_stream(i.body), opts).await.or_s3()?;
     let mut out = PutObjectOutput { e_tag: Some(etag(&info.etag)), ..Default::default() };
     with_checksums!(out, info);

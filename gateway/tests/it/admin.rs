@@ -137,6 +137,14 @@ async fn tls_on_the_s3_listener() {
     // Plain HTTP to the TLS port does not get served.
     let plain = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     assert!(plain.get(format!("http://127.0.0.1:{port}/")).send().await.is_err());
+    // A socket that never starts its handshake is closed after the limit.
+    use tokio::io::AsyncReadExt;
+    let mut silent = tokio::net::TcpStream::connect(t.gw().s3_addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let limit = predastore_gateway::http::HANDSHAKE_TIMEOUT;
+    let r = tokio::time::timeout(limit * 2, silent.read(&mut [0u8; 16])).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "still open after {:?}: {r:?}", limit * 2);
+    assert!(started.elapsed() >= limit - Duration::from_secs(1), "{:?}", started.elapsed());
 }
 
 #[tokio::test]

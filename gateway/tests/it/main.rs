@@ -15,6 +15,7 @@ mod concurrency;
 mod crash;
 mod directory;
 mod http1;
+mod limits;
 mod list;
 mod multipart;
 mod objects;

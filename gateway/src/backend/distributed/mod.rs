@@ -51,6 +51,7 @@ use tokio::task::JoinHandle;
 use self::body::Head;
 use super::verify::{BodySummary, CheckedBody};
 use super::*;
+use crate::admission::RequestMemory;
 
 /// Storage class every cluster has: the cluster file's `[erasure]`.
 pub const STANDARD: &str = "STANDARD";
@@ -67,6 +68,21 @@ pub fn classes_of(file: &ClusterFile) -> BTreeMap<String, Erasure> {
         c.insert(sc.name.clone(), sc.erasure);
     }
     c
+}
+
+/// What one request holds at worst: `chunks_in_flight` chunks and the
+/// one being filled, each with its parity shards, in the widest class;
+/// opening a read fetches one such chunk.
+fn request_memory(classes: &BTreeMap<String, Erasure>, chunks_in_flight: usize) -> RequestMemory {
+    let chunk = classes
+        .values()
+        .map(|e| {
+            let k = u64::from(e.data_shards.max(1));
+            e.chunk_size.div_ceil(k) * (k + u64::from(e.parity_shards))
+        })
+        .max()
+        .unwrap_or(0);
+    RequestMemory { window: chunk * (chunks_in_flight as u64 + 1), open: chunk }
 }
 
 /// The placement ring a committed ring record describes: its members
@@ -137,6 +153,7 @@ pub struct Inner {
 pub struct DistributedBackend {
     inner: Arc<Inner>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    memory: RequestMemory,
 }
 
 impl DistributedBackend {
@@ -250,7 +267,8 @@ impl DistributedBackend {
             tokio::spawn(heal::run(Arc::clone(&inner), heal_rx)),
             tokio::spawn(relocate::run(Arc::clone(&inner))),
         ];
-        Ok(Self { inner, tasks: Mutex::new(tasks) })
+        let memory = request_memory(&classes_of(file), d.chunks_in_flight);
+        Ok(Self { inner, tasks: Mutex::new(tasks), memory })
     }
 
     /// The shared state (for the collector and tests).
@@ -636,6 +654,10 @@ impl Backend for DistributedBackend {
 
     fn storage_classes(&self) -> Vec<String> {
         self.inner.classes.keys().cloned().collect()
+    }
+
+    fn request_memory(&self) -> RequestMemory {
+        self.memory
     }
 
     async fn ready(&self) -> bool {
@@ -1379,5 +1401,22 @@ mod placement_tests {
         // Chunk 0 of 16 parts on one key would be 3 nodes; spread, all 8.
         assert_eq!(used.len(), 8, "{used:?}");
         assert_ne!(part_placement_key("k", "u", 1), part_placement_key("k", "u", 2));
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_charged_for_its_widest_class_with_parity() {
+        let mut classes = BTreeMap::new();
+        classes.insert("STANDARD".to_string(), Erasure::new(2, 1));
+        let m = request_memory(&classes, 4);
+        // 8 MiB chunks, RS(2,1): 12 MiB per chunk, 4 in flight + 1 filling.
+        assert_eq!(m, RequestMemory { window: 60 << 20, open: 12 << 20 });
+        classes.insert("WIDE".to_string(), Erasure::new(3, 2));
+        let wide = (8u64 << 20).div_ceil(3) * 5;
+        assert_eq!(request_memory(&classes, 1).window, 2 * wide);
     }
 }

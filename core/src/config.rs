@@ -113,6 +113,12 @@ pub struct GatewayConfig {
     /// before 503 SlowDown (SDKs retry it with backoff). Default 2000.
     #[serde(default = "default_admission_wait_ms")]
     pub admission_wait_ms: u64,
+    /// Seconds after which a multipart upload neither completed nor
+    /// aborted is aborted and its parts freed (AWS's
+    /// AbortIncompleteMultipartUpload, as one default). 0: never.
+    /// Default 604800 (7 days).
+    #[serde(default = "default_abort_incomplete_uploads_secs")]
+    pub abort_incomplete_uploads_secs: u64,
     /// Where objects live.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -148,6 +154,9 @@ fn default_max_in_flight_bytes() -> u64 {
 fn default_admission_wait_ms() -> u64 {
     2000
 }
+fn default_abort_incomplete_uploads_secs() -> u64 {
+    7 * 24 * 3600
+}
 
 /// Smallest accepted `max_in_flight_bytes`: below it a single small
 /// request could not be admitted alongside another.
@@ -168,6 +177,7 @@ impl Default for GatewayConfig {
             max_connections: default_max_connections(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
             admission_wait_ms: default_admission_wait_ms(),
+            abort_incomplete_uploads_secs: default_abort_incomplete_uploads_secs(),
             storage: StorageConfig::default(),
             buckets: Vec::new(),
             auth: Vec::new(),
@@ -386,6 +396,7 @@ pub const GATEWAY_ENV_KEYS: &[&str] = &[
     "max_connections",
     "max_in_flight_bytes",
     "admission_wait_ms",
+    "abort_incomplete_uploads_secs",
 ];
 
 impl GatewayConfig {
@@ -472,6 +483,10 @@ impl GatewayConfig {
             "max_in_flight_bytes" => {
                 self.max_in_flight_bytes =
                     value.parse().map_err(|_| format!("`{value}` is not a size in bytes"))?
+            }
+            "abort_incomplete_uploads_secs" => {
+                self.abort_incomplete_uploads_secs =
+                    value.parse().map_err(|_| format!("`{value}` is not a number of seconds"))?
             }
             "admission_wait_ms" => {
                 self.admission_wait_ms = value
@@ -878,6 +893,7 @@ mod tests {
         assert_eq!(c.max_connections, 4096);
         assert_eq!(c.max_in_flight_bytes, 1 << 30);
         assert_eq!(c.admission_wait_ms, 2000);
+        assert_eq!(c.abort_incomplete_uploads_secs, 7 * 24 * 3600);
     }
 
     #[test]

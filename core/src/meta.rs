@@ -381,7 +381,8 @@ pub struct IntentRecord {
     pub bucket: String,
     /// Key written to.
     pub key: String,
-    /// When the write began, ms since the epoch (log time).
+    /// When the write began or last renewed it (a running write renews
+    /// its intent periodically), ms since the epoch (log time).
     pub started_ms: u64,
 }
 

@@ -87,7 +87,7 @@ impl Gateway {
         };
         // Probes and scrapes: few connections, answered at once.
         let admin_limits = http::ConnLimits { max_connections: 256, ..s3_limits };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(http::serve(s3_listener, app, tls, stop.clone(), DRAIN, s3_limits)),
             tokio::spawn(http::serve(
                 admin_listener,
@@ -98,6 +98,13 @@ impl Gateway {
                 admin_limits,
             )),
         ];
+        if config.abort_incomplete_uploads_secs > 0 {
+            tasks.push(tokio::spawn(crate::backend::expiry::run(
+                Arc::clone(&backend),
+                Duration::from_secs(config.abort_incomplete_uploads_secs),
+                stop.clone(),
+            )));
+        }
         ready.store(true, Ordering::Relaxed);
         Ok(Self { s3_addr, admin_addr, stop, tasks, backend, credentials, tls: is_tls })
     }

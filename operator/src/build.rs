@@ -151,7 +151,12 @@ pub fn cluster_file(names: &Names, plan: &Plan) -> ClusterFile {
         ring: RingConfig::default(),
         storage_classes: plan.storage_class_configs(),
         nodes: (0..plan.members as u64)
-            .map(|id| NodeConfig { id, addr: names.node_addr(id), zone: None, drain: false })
+            .map(|id| NodeConfig {
+                id,
+                addr: names.node_addr(id),
+                zone: plan.node_zones.get(&id).cloned(),
+                drain: false,
+            })
             .collect(),
     }
 }

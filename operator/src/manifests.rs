@@ -43,6 +43,7 @@ pub fn cluster_role_rules() -> Value {
         {"apiGroups": ["apps"], "resources": ["statefulsets", "deployments"], "verbs": write},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": write},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
     ])

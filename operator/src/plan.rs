@@ -39,6 +39,10 @@ pub struct PlanInputs {
     pub zones: Option<BTreeSet<String>>,
     /// Members in the cluster file already written, if any.
     pub current_members: Option<usize>,
+    /// Zone of each node id: of the Kubernetes node its pod runs on, or
+    /// as last written for a pod not scheduled right now. Empty without
+    /// zone spreading.
+    pub node_zones: BTreeMap<u64, String>,
 }
 
 /// A code the cluster offers, with the names it is known by.
@@ -67,6 +71,9 @@ pub struct Plan {
     /// The gateway container's memory limit in bytes, when the spec sets
     /// one: the gateway's memory budget is sized from it.
     pub gateway_memory_limit: Option<u64>,
+    /// Zone of each member the cluster file names, so placement puts a
+    /// chunk's shards in different zones (members absent: their own zone).
+    pub node_zones: BTreeMap<u64, String>,
 }
 
 impl Plan {
@@ -230,10 +237,35 @@ pub fn plan(spec: &PredastoreClusterSpec, inputs: &PlanInputs) -> Result<Plan, V
             .as_ref()
             .and_then(|r| r.limits.as_ref()?.get("memory"))
             .and_then(|q| quantity_bytes(&q.0));
-        Ok(Plan { mode: spec.mode, members, classes, scale_down_refused, gateway_memory_limit })
+        let node_zones = match (&spec.nodes.zone_topology_key, spec.mode) {
+            (Some(_), Mode::Distributed) => {
+                inputs.node_zones.range(..members as u64).map(|(k, v)| (*k, v.clone())).collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok(Plan {
+            mode: spec.mode,
+            members,
+            classes,
+            scale_down_refused,
+            gateway_memory_limit,
+            node_zones,
+        })
     } else {
         Err(problems)
     }
+}
+
+/// Zones of node ids: those `observed` now (pod → Kubernetes node →
+/// zone label) over those last `written` to the cluster file, so a pod
+/// between two schedulings keeps its zone instead of reshaping the ring.
+pub fn member_zones(
+    observed: BTreeMap<u64, String>,
+    written: BTreeMap<u64, String>,
+) -> BTreeMap<u64, String> {
+    let mut zones = written;
+    zones.extend(observed);
+    zones
 }
 
 /// Bytes in a Kubernetes memory quantity (`512Mi`, `1G`, `1.5Gi`,
@@ -439,6 +471,31 @@ mod tests {
             write_quorum: None,
             s3_name: None,
         }
+    }
+
+    #[test]
+    fn members_take_the_zone_of_their_kubernetes_node() {
+        let zones = |v: &[(u64, &str)]| -> BTreeMap<u64, String> {
+            v.iter().map(|(id, z)| (*id, z.to_string())).collect()
+        };
+        let merged = member_zones(zones(&[(0, "a"), (2, "c")]), zones(&[(1, "b"), (2, "old")]));
+        assert_eq!(merged, zones(&[(0, "a"), (1, "b"), (2, "c")]), "observed wins, written kept");
+        let mut s = spec(Mode::Distributed, 3, 2, 1);
+        let inputs = PlanInputs {
+            zones: Some(["a", "b", "c"].iter().map(|z| z.to_string()).collect()),
+            node_zones: zones(&[(0, "a"), (1, "b"), (2, "c"), (7, "gone")]),
+            ..PlanInputs::default()
+        };
+        assert!(plan(&s, &inputs).unwrap().node_zones.is_empty(), "no zone key: no zones");
+        s.nodes.zone_topology_key = Some("topology.kubernetes.io/zone".into());
+        let p = plan(&s, &inputs).unwrap();
+        assert_eq!(p.node_zones, zones(&[(0, "a"), (1, "b"), (2, "c")]), "members only");
+        let file = crate::build::cluster_file(
+            &crate::names::Names { cluster: "c".into(), namespace: "ns".into() },
+            &p,
+        );
+        let written: Vec<Option<&str>> = file.nodes.iter().map(|n| n.zone.as_deref()).collect();
+        assert_eq!(written, [Some("a"), Some("b"), Some("c")]);
     }
 
     #[test]

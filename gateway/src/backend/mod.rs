@@ -8,6 +8,7 @@
 //! in exactly one place (`crate::s3::error`).
 
 pub mod distributed;
+pub mod expiry;
 pub mod fs;
 pub mod listing;
 pub mod registry;

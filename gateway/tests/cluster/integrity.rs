@@ -120,6 +120,146 @@ fn slow_body(len: usize, seed: u64, secs: u64) -> aws_sdk_s3::primitives::ByteSt
     aws_sdk_s3::primitives::ByteStream::from_body_1_x(http_body_util::StreamBody::new(stream))
 }
 
+/// A write slower than the collector's intent TTL renews its intent while
+/// its data flows and commits; without renewals the collector would take
+/// it for a dead gateway's, sweep its shards, and fail its commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_slower_than_the_intent_ttl_renews_it_and_commits() {
+    use predastore_gateway::backend::{Backend, ByteStream, PutOptions};
+    let t = TestCluster::start(3, 2, 1, MIB as u64).await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("slow").send().await.unwrap();
+    let (backend, inner) = ready_backend(&t.c.gateway_config().clone()).await;
+    inner.set_intent_renewal(Duration::from_millis(300));
+    let body = data(4 * MIB, 11);
+    let step = body.len() / 40;
+    let all = body.clone();
+    let stream: ByteStream = Box::pin(futures::stream::unfold(0usize, move |at| {
+        let all = all.clone();
+        async move {
+            if at >= all.len() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let end = (at + step).min(all.len());
+            Some((Ok(all.slice(at..end)), end))
+        }
+    }));
+    let opts = PutOptions { size: Some(body.len() as u64), ..PutOptions::default() };
+    let put = tokio::spawn(async move {
+        let r = backend.put_object("slow", "k", stream, opts).await;
+        (backend, r)
+    });
+    let ttl = collector::Schedule {
+        every: Duration::ZERO,
+        grace: Duration::ZERO,
+        intent_ttl: Duration::from_secs(2),
+    };
+    let started = Instant::now();
+    let mut rounds = 0;
+    while !put.is_finished() {
+        collector::round(&inner, ttl).await.unwrap();
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (backend, r) = put.await.unwrap();
+    assert!(started.elapsed() > Duration::from_secs(4), "the write outlived the TTL");
+    r.expect("a renewed write commits");
+    assert!(rounds > 10, "the collector ran throughout ({rounds} rounds)");
+    collector::round(&inner, ttl).await.unwrap();
+    assert!(get(&s3, "slow", "k", None).await == body, "every shard is still there");
+    backend.close().await.unwrap();
+}
+
+/// Whether `faketime` runs; under CI (which installs it) its absence fails.
+fn faketime_present() -> bool {
+    let runs = std::process::Command::new("faketime")
+        .args(["-f", "+0", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(!ci, "faketime is missing (CI=true: a missing tool is a failure)");
+        println!("SKIP: faketime is not installed");
+    }
+    runs
+}
+
+/// A gateway whose wall clock runs two hours ahead of the nodes' (whose
+/// log times stamp freed chunks) must still give a GET of a replaced
+/// version its full grace: its collector ages entries by its own clock
+/// from when it first saw them, never by comparing clocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_clock_hours_ahead_does_not_shorten_the_grace() {
+    if !faketime_present() {
+        return;
+    }
+    let t = TestCluster::start_with(|dir| {
+        let mut o = options(dir, 3, 2, 1, MIB as u64);
+        o.gateway = false;
+        o
+    })
+    .await;
+    let mut config = t.c.gateway_config().clone();
+    let (s3_port, admin_port) = (free_port(), free_port());
+    config.listen = ([127, 0, 0, 1], s3_port).into();
+    config.admin_listen = ([127, 0, 0, 1], admin_port).into();
+    // The reader below pauses longer than the default stall limit.
+    config.idle_timeout_secs = 600;
+    let config_path = t.dir.path().join("gw.toml");
+    std::fs::write(&config_path, config.to_toml()).unwrap();
+    let log = std::fs::File::create(t.dir.path().join("gw.log")).unwrap();
+    let mut gw = std::process::Command::new("faketime")
+        .args(["-f", "+2h"])
+        .arg(env!("CARGO_BIN_EXE_predastore-gateway"))
+        .arg("--config")
+        .arg(&config_path)
+        // Timers stay real; only the wall clock is ahead.
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    eventually("the gateway is ready", Duration::from_secs(30), || async move {
+        reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let s3 = client(&endpoint, true);
+    s3.create_bucket().bucket("skew").send().await.unwrap();
+    let v1 = data(32 * MIB, 21);
+    s3.put_object().bucket("skew").key("k").body(v1.clone().into()).send().await.unwrap();
+    // A slow reader of v1: a few bytes, then a long pause.
+    let url = s3
+        .get_object()
+        .bucket("skew")
+        .key("k")
+        .presigned(
+            // Signed at the gateway's time, as a client on its host would.
+            aws_sdk_s3::presigning::PresigningConfig::builder()
+                .start_time(std::time::SystemTime::now() + Duration::from_secs(2 * 3600))
+                .expires_in(Duration::from_secs(3600))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut reader = reqwest::Client::new().get(url.uri()).send().await.unwrap();
+    assert_eq!(reader.status(), 200);
+    let mut got = reader.chunk().await.unwrap().unwrap().to_vec();
+    // v2 frees v1's chunks; the collector runs every 60 s.
+    s3.put_object().bucket("skew").key("k").body(data(MIB, 22).into()).send().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(75)).await;
+    while let Some(c) = reader.chunk().await.expect("v1 is still readable during its grace") {
+        got.extend_from_slice(&c);
+    }
+    assert!(got == v1, "the replaced version read back whole ({} bytes)", got.len());
+    gw.kill().unwrap();
+    gw.wait().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gateway_killed_mid_put_leaves_no_object_and_no_untracked_shard() {
     let t = TestCluster::start_with(|dir| {

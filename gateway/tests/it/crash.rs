@@ -119,3 +119,28 @@ async fn a_second_gateway_on_the_same_data_dir_is_refused() {
     let s3 = t.client();
     s3.create_bucket().bucket("after-restart").send().await.unwrap();
 }
+
+/// A bucket deletion stopped by a crash after its rename leaves a
+/// `.trash-*` directory; the next start removes it.
+#[tokio::test]
+async fn a_deleted_buckets_leftovers_are_swept_at_start() {
+    let mut t = TestGateway::start().await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("gone").send().await.unwrap();
+    s3.delete_bucket().bucket("gone").send().await.unwrap();
+    let base = t.data_dir();
+    let leftover = base.join(".trash-0123456789abcdef");
+    std::fs::create_dir_all(leftover.join("objects/ab")).unwrap();
+    std::fs::write(leftover.join("objects/ab/data"), vec![1u8; 4096]).unwrap();
+    let names = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert!(names(&base).iter().filter(|n| n.starts_with(".trash-")).count() == 1);
+    t.restart().await;
+    let left: Vec<String> = names(&base).into_iter().filter(|n| n.starts_with(".trash-")).collect();
+    assert!(left.is_empty(), "{left:?}");
+    t.client().list_buckets().send().await.expect("serving after the sweep");
+}

@@ -1,5 +1,7 @@
 //! Multipart uploads end to end.
 
+use std::time::Duration;
+
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 
 use crate::common::*;
@@ -461,4 +463,49 @@ async fn list_uploads_beyond_one_thousand() {
     let prefixes: Vec<_> = out.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
     assert_eq!(prefixes, ["d2/"]);
     assert_eq!(out.uploads().len(), 3);
+}
+
+#[tokio::test]
+async fn incomplete_uploads_are_aborted_after_their_age_limit() {
+    let t = TestGateway::with(|c| c.abort_incomplete_uploads_secs = 3).await;
+    let s3 = t.client();
+    s3.create_bucket().bucket("stale").send().await.unwrap();
+    let old = new_upload(&s3, "stale", "left/open").await;
+    s3.upload_part()
+        .bucket("stale")
+        .key("left/open")
+        .upload_id(&old)
+        .part_number(1)
+        .body(bytes(MIB, 4).into())
+        .send()
+        .await
+        .unwrap();
+    let listed = |r: aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput| {
+        r.uploads().iter().filter_map(|u| u.upload_id().map(str::to_string)).collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let ids = listed(s3.list_multipart_uploads().bucket("stale").send().await.unwrap());
+        if !ids.contains(&old) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the stale upload is still open");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "aborted before its age");
+    // A fresh upload is left alone.
+    let fresh = new_upload(&s3, "stale", "fresh").await;
+    let ids = listed(s3.list_multipart_uploads().bucket("stale").send().await.unwrap());
+    assert_eq!(ids, vec![fresh]);
+    let e = s3
+        .upload_part()
+        .bucket("stale")
+        .key("left/open")
+        .upload_id(&old)
+        .part_number(2)
+        .body(b"late".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
 }

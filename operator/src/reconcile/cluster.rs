@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
@@ -217,13 +217,56 @@ async fn observe_inputs(c: &PredastoreCluster, ctx: &Context, names: &Names) -> 
         _ => None,
     };
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let current_members = cms
+    let written = cms
         .get_opt(&names.config())
         .await?
         .and_then(|cm| cm.data?.get(names::CLUSTER_TOML).cloned())
-        .and_then(|text| ClusterFile::from_toml(&text).ok())
-        .map(|f| f.nodes.len());
-    Ok(PlanInputs { classes, zones, current_members })
+        .and_then(|text| ClusterFile::from_toml(&text).ok());
+    let current_members = written.as_ref().map(|f| f.nodes.len());
+    let node_zones = match &c.spec.nodes.zone_topology_key {
+        Some(key) if c.spec.mode == Mode::Distributed => {
+            let written_zones = written
+                .iter()
+                .flat_map(|f| &f.nodes)
+                .filter_map(|n| Some((n.id, n.zone.clone()?)))
+                .collect();
+            plan::member_zones(observe_node_zones(ctx, names, key).await?, written_zones)
+        }
+        _ => BTreeMap::new(),
+    };
+    Ok(PlanInputs { classes, zones, current_members, node_zones })
+}
+
+/// Zone of each scheduled node pod, by node id: the `key` label of the
+/// Kubernetes node it was bound to.
+async fn observe_node_zones(
+    ctx: &Context,
+    names: &Names,
+    key: &str,
+) -> Result<BTreeMap<u64, String>> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let zone_of: BTreeMap<String, String> = nodes
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter_map(|n| Some((n.name_any(), n.labels().get(key)?.clone())))
+        .collect();
+    let selector = names::selector(names, names::Component::Node)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    Ok(pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let id = p.labels().get(names::POD_INDEX_LABEL)?.parse().ok()?;
+            let zone = zone_of.get(p.spec.as_ref()?.node_name.as_ref()?)?;
+            Some((id, zone.clone()))
+        })
+        .collect())
 }
 
 fn secret_text(s: &Secret, key: &str) -> Option<String> {

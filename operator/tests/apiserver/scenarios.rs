@@ -14,6 +14,7 @@ pub const HOLLOW_NAMESPACES: &[&str] = &["e2e-life", "e2e-creds"];
 pub const ALL: &[Scenario] = &[
     ("operator_runs_with_its_own_rbac", operator_runs_with_its_own_rbac),
     ("examples_are_accepted_and_reconciled", examples_are_accepted_and_reconciled),
+    ("zones_come_from_the_nodes_pods_run_on", zones_come_from_the_nodes_pods_run_on),
     ("printer_columns", printer_columns),
     ("second_reconcile_writes_nothing", second_reconcile_writes_nothing),
     ("cel_rejections_are_clear", cel_rejections_are_clear),
@@ -98,15 +99,26 @@ fn operator_runs_with_its_own_rbac(env: &Env) {
     let op = &env.operator.kubectl;
     let who = op.run(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     assert_eq!(who, "system:serviceaccount:predastore-system:predastore-operator");
-    for (verb, what) in
-        [("create", "clusterroles"), ("delete", "nodes"), ("create", "pods"), ("get", "pods/exec")]
-    {
-        let out = op.try_run(&["auth", "can-i", verb, what, "-A"], None);
-        assert!(
-            out.is_err() || out.as_deref() == Ok("no\n"),
-            "the operator may {verb} {what}: {out:?}"
-        );
+    // It reads pods (the zones they run in) but may not run anything in
+    // them: `pods/exec` is a subresource (`can-i get pods/exec` would ask
+    // about a pod named exec).
+    for args in [
+        &["create", "clusterroles"][..],
+        &["delete", "nodes"],
+        &["create", "pods"],
+        &["delete", "pods"],
+        &["create", "pods", "--subresource=exec"],
+        &["get", "pods", "--subresource=exec"],
+        &["get", "pods", "--subresource=log"],
+    ] {
+        let mut cmd = vec!["auth", "can-i"];
+        cmd.extend_from_slice(args);
+        cmd.push("-A");
+        let out = op.try_run(&cmd, None);
+        assert!(out.is_err() || out.as_deref() == Ok("no\n"), "the operator may {args:?}: {out:?}");
     }
+    let reads = op.try_run(&["auth", "can-i", "list", "pods", "-A"], None);
+    assert_eq!(reads.as_deref(), Ok("yes\n"), "listing pods (their zones)");
     // It holds the leader Lease, so its RBAC covers leases.
     env.admin.wait(
         "the operator's leader Lease",
@@ -200,6 +212,75 @@ fn examples_are_accepted_and_reconciled(env: &Env) {
         assert_eq!(c["status"], "False", "{b}: {c}");
         assert_eq!(c["reason"], "ClusterNotReady", "{b}: {c}");
     }
+}
+
+/// The five-node example spreads over zones: each member's zone in the
+/// cluster file is the zone label of the Kubernetes node its pod was bound
+/// to (placement then puts a chunk's shards in different zones).
+fn zones_come_from_the_nodes_pods_run_on(env: &Env) {
+    let a = &env.admin;
+    let ns = "default";
+    let selector = "app.kubernetes.io/instance=prod,app.kubernetes.io/component=node";
+    let start = Instant::now();
+    let pods = loop {
+        let pods = a.list("pods", Some(ns), Some(selector));
+        if pods.len() == 5 {
+            break pods;
+        }
+        assert!(start.elapsed() < 2 * MINUTE, "prod has {} node pods, not 5", pods.len());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // The scheduler may place one on the hollow node (zone-a); bind the
+    // rest to the kubelet-less Nodes of zones b and c, as a scheduler would.
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let index: usize = p["metadata"]["labels"]["apps.kubernetes.io/pod-index"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let target = ["e2e-zone-b", "e2e-zone-c"][index % 2];
+        let binding = format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{name}","namespace":"{ns}"}},"target":{{"apiVersion":"v1","kind":"Node","name":"{target}"}}}}"#
+        );
+        let path = format!("/api/v1/namespaces/{ns}/pods/{name}/binding");
+        // Refused when the scheduler bound it first; either is a placement.
+        let _ = a.try_run(&["create", "--raw", &path, "-f", "-"], Some(&binding));
+    }
+    let zone_of_node = |node: &str| -> String {
+        let n = a.get("node", "", node).unwrap();
+        n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str().unwrap().to_string()
+    };
+    let mut want = std::collections::BTreeMap::new();
+    for p in a.list("pods", Some(ns), Some(selector)) {
+        let node = p["spec"]["nodeName"].as_str().expect("every pod is bound").to_string();
+        let index: u64 = p["metadata"]["labels"]["apps.kubernetes.io/pod-index"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        want.insert(index, Some(zone_of_node(&node)));
+    }
+    let zones_written = |v: Option<&Value>| {
+        let text = v.and_then(|v| v["data"]["cluster.toml"].as_str())?;
+        let file = predastore_core::config::ClusterFile::from_toml(text).ok()?;
+        Some(
+            file.nodes
+                .iter()
+                .map(|n| (n.id, n.zone.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+    };
+    a.wait(
+        "the cluster file to name each member's zone",
+        "configmap",
+        ns,
+        "prod-config",
+        2 * MINUTE,
+        |v| zones_written(v).as_ref() == Some(&want),
+    );
+    let zones: std::collections::BTreeSet<_> = want.values().collect();
+    assert!(zones.len() >= 2, "pods in one zone only: {want:?}");
 }
 
 fn printer_columns(env: &Env) {

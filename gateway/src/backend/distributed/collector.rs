@@ -5,21 +5,27 @@
 //! Freed chunks wait out a grace period first, so a GET of a replaced or
 //! deleted version that is still streaming is not cut short; then this
 //! loop deletes them (retrying while a node is down) and sweeps abandoned
-//! writes by listing each node's shards of the owner. Every
+//! writes by listing each node's shards of the owner.
+//!
+//! Ages are measured by this gateway's own monotonic clock, from the
+//! round that first saw an entry — never by comparing the log time an
+//! entry carries (the leader's wall clock) with this gateway's wall
+//! clock: a gateway clock running an hour ahead would otherwise delete
+//! garbage still being read at once, or sweep a live write. A restarted
+//! gateway waits a full grace again, which only delays collection. Every
 //! gateway runs it; deletes are idempotent, so two collectors at once only
 //! repeat work. Entries leave the metadata plane only after their shards
 //! are gone, so nothing is leaked by a crash at any point.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use predastore_core::client::ShardError;
 use predastore_core::meta::{Command, GarbageRecord, Query, Reply};
 use predastore_core::shard::ShardId;
 
 use super::Inner;
-use super::record::millis;
-use crate::backend::rules::now_millis;
 
 /// When the collector looks and how long it leaves entries alone.
 #[derive(Debug, Clone, Copy)]
@@ -30,17 +36,22 @@ pub struct Schedule {
     /// referenced them may still be streaming. A read that takes longer
     /// than this after its object was replaced can fail mid-stream.
     pub grace: Duration,
-    /// A write intent older than this belongs to a dead gateway (or an
-    /// upload slower than any client waits for).
+    /// A write intent not renewed for this long belongs to a dead
+    /// gateway (running writes renew theirs every [`INTENT_RENEW_EVERY`]).
     pub intent_ttl: Duration,
 }
+
+/// How often a running write re-records its intent: a sixth of the
+/// default intent TTL, so several renewals may fail before a live write
+/// looks abandoned.
+pub const INTENT_RENEW_EVERY: Duration = Duration::from_secs(3600);
 
 impl Default for Schedule {
     fn default() -> Self {
         Self {
             every: Duration::from_secs(60),
             grace: Duration::from_secs(15 * 60),
-            intent_ttl: Duration::from_secs(6 * 3600),
+            intent_ttl: INTENT_RENEW_EVERY * 6,
         }
     }
 }
@@ -71,13 +82,47 @@ pub async fn run(inner: Arc<Inner>, schedule: Schedule) {
     }
 }
 
+/// An entry the collector waits on: garbage freed at a log time, or an
+/// intent recorded (or renewed) at a log time. A renewal is a new entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aged {
+    Freed { owner: u128, since_ms: u64 },
+    Intent { owner: u128, started_ms: u64 },
+}
+
+/// When this gateway first saw each entry still on record.
+#[derive(Debug, Default)]
+pub struct FirstSeen(Mutex<HashMap<Aged, Instant>>);
+
+impl FirstSeen {
+    /// Whether `entry` has been on record for `wait` of this gateway's
+    /// time, noting it as seen in `round`.
+    fn waited(&self, entry: Aged, now: Instant, wait: Duration, round: &mut Vec<Aged>) -> bool {
+        round.push(entry);
+        let mut seen = self.0.lock().expect("first-seen map poisoned");
+        let first = *seen.entry(entry).or_insert(now);
+        waited(first, now, wait)
+    }
+
+    /// Forgets entries a complete round no longer found (collected,
+    /// committed or renewed), so the map stays as small as the backlog.
+    fn keep_only(&self, round: &[Aged]) {
+        let keep: std::collections::HashSet<&Aged> = round.iter().collect();
+        self.0.lock().expect("first-seen map poisoned").retain(|k, _| keep.contains(k));
+    }
+}
+
+/// Whether something first seen at `first` has waited `wait` by `now`.
+pub fn waited(first: Instant, now: Instant, wait: Duration) -> bool {
+    now.saturating_duration_since(first) >= wait
+}
+
 /// One round: pages through all garbage and intents (by owner id), deletes
 /// garbage past its grace and abandons stale intents. Entries whose deletes
 /// fail are passed over, so they never block the rest.
 pub async fn round(inner: &Inner, schedule: Schedule) -> Result<Round, String> {
-    let now = millis(now_millis());
-    let grace = schedule.grace.as_millis() as u64;
-    let ttl = schedule.intent_ttl.as_millis() as u64;
+    let now = Instant::now();
+    let mut seen = Vec::new();
     let (mut after_freed, mut after_intent) = (None, None);
     let mut done = Round::default();
     loop {
@@ -87,17 +132,31 @@ pub async fn round(inner: &Inner, schedule: Schedule) -> Result<Round, String> {
             return Err(format!("unexpected reply {reply:?}"));
         };
         if freed.is_empty() && intents.is_empty() {
+            inner.gc_first_seen.keep_only(&seen);
             return Ok(done);
         }
         // An empty side is done: park its cursor past every owner id.
         after_freed = Some(freed.last().map_or(u128::MAX, |g| g.owner));
         after_intent = Some(intents.last().map_or(u128::MAX, |i| i.owner));
-        let old: Vec<GarbageRecord> =
-            freed.into_iter().filter(|g| now.saturating_sub(g.since_ms) >= grace).collect();
+        let first_seen = &inner.gc_first_seen;
+        let old: Vec<GarbageRecord> = freed
+            .into_iter()
+            .filter(|g| {
+                let entry = Aged::Freed { owner: g.owner, since_ms: g.since_ms };
+                first_seen.waited(entry, now, schedule.grace, &mut seen)
+            })
+            .collect();
         let r = free(inner, old).await;
         done.chunks += r.chunks;
         done.swept += r.swept;
-        for i in intents.into_iter().filter(|i| now.saturating_sub(i.started_ms) >= ttl) {
+        let stale: Vec<_> = intents
+            .into_iter()
+            .filter(|i| {
+                let entry = Aged::Intent { owner: i.owner, started_ms: i.started_ms };
+                first_seen.waited(entry, now, schedule.intent_ttl, &mut seen)
+            })
+            .collect();
+        for i in stale {
             tracing::info!(owner = %format!("{:032x}", i.owner), bucket = %i.bucket, key = %i.key,
                 "abandoning a write that never committed");
             inner
@@ -173,4 +232,31 @@ async fn sweep(inner: &Inner, owner: u128) -> Result<(), ShardError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_age_by_this_gateways_clock_from_first_sight() {
+        let seen = FirstSeen::default();
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(900);
+        // Log time says the entry is ancient (a leader clock far behind):
+        // irrelevant, it waits a full grace from when it was first seen.
+        let e = Aged::Freed { owner: 7, since_ms: 0 };
+        let mut round = Vec::new();
+        assert!(!seen.waited(e, t0, grace, &mut round));
+        assert!(!seen.waited(e, t0 + grace / 2, grace, &mut round));
+        assert!(seen.waited(e, t0 + grace, grace, &mut round));
+        // A renewed intent is a new entry: its wait starts over.
+        let first = Aged::Intent { owner: 9, started_ms: 1 };
+        let renewed = Aged::Intent { owner: 9, started_ms: 2 };
+        assert!(!seen.waited(first, t0, grace, &mut round));
+        seen.keep_only(&[e]);
+        assert!(!seen.waited(renewed, t0 + grace * 2, grace, &mut round), "a renewal resets");
+        assert!(seen.waited(e, t0 + grace * 2, grace, &mut round), "kept entries keep their age");
+        assert!(waited(t0, t0, Duration::ZERO), "no grace: due at once");
+    }
 }

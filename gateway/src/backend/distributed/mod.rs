@@ -27,7 +27,7 @@ pub mod scrub;
 pub mod walk;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,10 @@ pub struct Inner {
     classes: BTreeMap<String, Erasure>,
     ring: RwLock<Option<Arc<Ring>>>,
     inline_max: u64,
+    /// Period of intent renewals while a write runs, in ms.
+    intent_renew_ms: AtomicU64,
+    /// When the collector first saw each garbage and intent entry.
+    gc_first_seen: collector::FirstSeen,
     ready: AtomicBool,
     configured: Vec<BucketConfig>,
     buckets_made: AtomicBool,
@@ -235,6 +239,8 @@ impl DistributedBackend {
             classes: classes_of(file),
             ring: RwLock::new(None),
             inline_max: d.inline_max_size,
+            intent_renew_ms: AtomicU64::new(collector::INTENT_RENEW_EVERY.as_millis() as u64),
+            gc_first_seen: collector::FirstSeen::default(),
             ready: AtomicBool::new(false),
             configured: buckets.to_vec(),
             buckets_made: AtomicBool::new(false),
@@ -519,17 +525,19 @@ impl Inner {
     ) -> Result<(u128, WrittenObject, BodySummary)> {
         let ring = self.need_ring()?;
         let owner = new_request_id();
-        self.meta
-            .write(Command::RecordIntent(IntentRecord {
-                owner,
-                bucket: bucket.into(),
-                key: key.into(),
-                started_ms: record::millis(rules::now_millis()),
-            }))
-            .await
-            .map_err(meta_err)?;
+        let intent = IntentRecord {
+            owner,
+            bucket: bucket.into(),
+            key: key.into(),
+            started_ms: record::millis(rules::now_millis()),
+        };
+        self.meta.write(Command::RecordIntent(intent.clone())).await.map_err(meta_err)?;
         let (stream, verdict) = body::stream(head, body);
-        let written = self.data.write_object(stream, owner, class, &ring, bucket, place_as).await;
+        let write = self.data.write_object(stream, owner, class, &ring, bucket, place_as);
+        let written = tokio::select! {
+            w = write => w,
+            never = self.renew_intent(intent) => match never {},
+        };
         let (err, chunks) = match written {
             Ok(w) => match body::take(&verdict) {
                 Some(Ok(summary)) => return Ok((owner, w, summary)),
@@ -541,6 +549,30 @@ impl Inner {
         };
         self.abandon(owner, &chunks).await;
         Err(err)
+    }
+
+    /// Re-records `intent` as just started every renewal period, for as
+    /// long as the write runs: a write slower than the collector's intent
+    /// TTL (5 TiB at 200 MB/s takes 7 h) is then never taken for a dead
+    /// gateway's and swept from under it. A failed renewal is retried at
+    /// the next period (the TTL is six of them).
+    async fn renew_intent(&self, intent: IntentRecord) -> std::convert::Infallible {
+        loop {
+            let every = Duration::from_millis(self.intent_renew_ms.load(Ordering::Relaxed));
+            tokio::time::sleep(every).await;
+            let renewed =
+                IntentRecord { started_ms: record::millis(rules::now_millis()), ..intent.clone() };
+            if let Err(e) = self.meta.write(Command::RecordIntent(renewed)).await {
+                tracing::warn!(error = %e, owner = %format!("{:032x}", intent.owner),
+                    "renewing a write intent failed; retrying at the next period");
+            }
+        }
+    }
+
+    /// Shortens the period of intent renewals (tests that shorten the
+    /// collector's intent TTL).
+    pub fn set_intent_renewal(&self, every: Duration) {
+        self.intent_renew_ms.store(every.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
     /// Ends the intent of a write that failed, or whose commit answered

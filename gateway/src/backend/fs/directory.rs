@@ -50,7 +50,7 @@ pub(super) fn open(name: &str, root: &Path, public: bool) -> Result<Bucket> {
     let root = root.canonicalize()?;
     let meta = root.join(DIR_BUCKET_META);
     for d in ["tmp", "uploads", "meta"] {
-        fs::create_dir_all(meta.join(d))?;
+        layout::create_dir_durable(&meta.join(d))?;
     }
     layout::empty_dir(&meta.join("tmp"))?;
     let mut rec = read_record::<BucketRecord>(&meta.join("bucket.json"))?.unwrap_or(BucketRecord {
@@ -275,7 +275,9 @@ fn open_dirs(root: &Path, dirs: &[&str], create: bool) -> std::result::Result<Ow
             Err(Errno::NOENT) if create => {
                 // Mode 0777 less the umask, as `create_dir_all` made them.
                 match rustix::fs::mkdirat(&fd, *d, Mode::from_raw_mode(0o777)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                    // The new entry is durable before anything goes in.
+                    Ok(()) => rustix::fs::fsync(&fd)?,
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(e),
                 }
                 rustix::fs::openat(&fd, *d, flags, Mode::empty())?

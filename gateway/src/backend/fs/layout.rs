@@ -138,11 +138,57 @@ pub fn write_record<T: Serialize>(tmp_dir: &Path, path: &Path, value: &T) -> io:
         f.sync_all()?;
     }
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
+        create_dir_durable(parent)?;
     }
     fs::rename(tmp.path(), path)?;
     tmp.disarm();
     sync_parent(path)
+}
+
+/// Creates `dir` and its missing parents, fsyncing the parent of each
+/// directory it creates: a file renamed into a new directory is lost at a
+/// power cut if the directory's own entry was never made durable.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    create_dir_durable_with(dir, &mut |d| sync_parent(d))
+}
+
+/// [`create_dir_durable`] with the parent sync passed in (tests record it).
+fn create_dir_durable_with(
+    dir: &Path,
+    sync_parent: &mut dyn FnMut(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match fs::metadata(at) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a directory", at.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(at);
+                match at.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => at = p,
+                    _ => break,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            // Made meanwhile by a concurrent writer, which syncs it too;
+            // syncing again is harmless and keeps this writer's promise.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        sync_parent(d)?;
+    }
+    Ok(())
 }
 
 /// fsyncs the directory holding `path` so a rename into it survives a crash.
@@ -229,6 +275,35 @@ pub fn empty_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_directory_created_is_synced_in_its_parent() {
+        let base = tempfile::tempdir().unwrap();
+        let deep = base.path().join("buckets/b/objects/ab");
+        let mut synced = Vec::new();
+        create_dir_durable_with(&deep, &mut |d| {
+            synced.push(d.strip_prefix(base.path()).unwrap().to_path_buf());
+            sync_parent(d)
+        })
+        .unwrap();
+        assert!(deep.is_dir());
+        let want: Vec<std::path::PathBuf> =
+            ["buckets", "buckets/b", "buckets/b/objects", "buckets/b/objects/ab"]
+                .iter()
+                .map(Into::into)
+                .collect();
+        assert_eq!(synced, want, "parents first, each once");
+        synced.clear();
+        create_dir_durable_with(&deep, &mut |d| {
+            synced.push(d.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+        assert!(synced.is_empty(), "nothing created, nothing to sync");
+        std::fs::write(base.path().join("file"), b"x").unwrap();
+        assert!(create_dir_durable(&base.path().join("file/sub")).is_err(), "below a file");
+        assert!(create_dir_durable(&base.path().join("file")).is_err(), "a file in the way");
+    }
 
     #[test]
     fn stored_samples_decode() {

@@ -180,7 +180,7 @@ impl FsBackend {
     }
 
     fn open_blocking(base: PathBuf, configured: &[BucketConfig]) -> Result<Self> {
-        std::fs::create_dir_all(base.join("buckets"))?;
+        layout::create_dir_durable(&base.join("buckets"))?;
         let dir_lock = lock_data_dir(&base)?;
         let marker_path = base.join(FORMAT_FILE);
         match std::fs::read(&marker_path) {
@@ -204,6 +204,7 @@ impl FsBackend {
             }
             Err(e) => return Err(e.into()),
         }
+        sweep_trash(&base)?;
         let mut buckets = BTreeMap::new();
         for entry in std::fs::read_dir(base.join("buckets"))? {
             let dir = entry?.path();
@@ -307,7 +308,7 @@ impl FsBackend {
                     let (meta, data) = layout::object_paths(objects, &key);
                     let vid = layout::new_version_id();
                     let data_path = data.with_extension(&vid);
-                    std::fs::create_dir_all(meta.parent().expect("object dir"))?;
+                    layout::create_dir_durable(meta.parent().expect("object dir"))?;
                     std::fs::rename(tmp.path(), &data_path)?;
                     tmp.disarm();
                     let rec = ObjectRecord {
@@ -338,13 +339,29 @@ impl FsBackend {
     }
 }
 
+/// Deleted buckets are renamed to `<base>/.trash-<id>` before removal.
+const TRASH_PREFIX: &str = ".trash-";
+
+/// Removes what deleted buckets left when a crash stopped their removal.
+fn sweep_trash(base: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(base)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(TRASH_PREFIX) && entry.file_type()?.is_dir() {
+            tracing::info!(path = %entry.path().display(), "removing a deleted bucket's leftovers");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens a managed bucket: builds its index from the sidecars, drops data
 /// files no sidecar references (crashed writes) and empties `tmp/`.
 fn load_managed(dir: PathBuf, rec: BucketRecord) -> Result<Bucket> {
     let objects = dir.join("objects");
-    std::fs::create_dir_all(&objects)?;
-    std::fs::create_dir_all(dir.join("uploads"))?;
-    std::fs::create_dir_all(dir.join("tmp"))?;
+    for d in [objects.clone(), dir.join("uploads"), dir.join("tmp")] {
+        layout::create_dir_durable(&d)?;
+    }
     layout::empty_dir(&dir.join("tmp"))?;
     let mut index = BTreeMap::new();
     let (mut count, mut bytes) = (0u64, 0u64);
@@ -397,7 +414,7 @@ fn load_managed(dir: PathBuf, rec: BucketRecord) -> Result<Bucket> {
 
 fn create_managed(base: &Path, name: &str, public: bool) -> Result<Bucket> {
     let dir = base.join("buckets").join(name);
-    std::fs::create_dir_all(dir.join("tmp"))?;
+    layout::create_dir_durable(&dir.join("tmp"))?;
     let rec = BucketRecord {
         v: FORMAT_VERSION,
         name: name.into(),
@@ -508,9 +525,13 @@ impl Backend for FsBackend {
         self.buckets.write().expect("bucket map poisoned").remove(bucket);
         let base = self.base.clone();
         blocking(move || {
-            // Rename first so a crash mid-removal never leaves half a bucket.
-            let trash = base.join(format!(".trash-{}", layout::new_version_id()));
+            // Rename first so a crash mid-removal never leaves half a
+            // bucket (the next open sweeps what is left of the trash), and
+            // make the rename durable before acknowledging the delete.
+            let trash = base.join(format!("{TRASH_PREFIX}{}", layout::new_version_id()));
             std::fs::rename(&b.dir, &trash)?;
+            layout::sync_parent(&b.dir)?;
+            layout::sync_parent(&trash)?;
             std::fs::remove_dir_all(&trash)?;
             Ok(())
         })

@@ -43,7 +43,7 @@ pub(super) async fn create(b: Arc<Bucket>, key: &str, options: UploadOptions) ->
     let dir = b.uploads().join(&id);
     let tmp = b.tmp();
     blocking(move || {
-        fs::create_dir_all(&dir)?;
+        super::layout::create_dir_durable(&dir)?;
         write_record(&tmp, &dir.join("upload.json"), &rec)?;
         Ok(())
     })

@@ -465,6 +465,9 @@ pub enum Command {
     /// ids not in the ring are ignored. A change bumps the ring's epoch,
     /// since placement changes with it; replied with `RingEpoch`.
     SetDraining { nodes: Vec<u64> },
+    /// Sets the storage class a bucket's new objects get when their PUT
+    /// names none (a Bucket resource's `storageClass`); replied `Done`.
+    SetBucketClass { name: String, storage_class: String },
 }
 
 impl Command {

@@ -307,6 +307,11 @@ fn sample_meta_v2_requests() -> Vec<MetaRequest> {
         // Decommissioning (appended within version 2).
         MetaRequest::Write { request_id: 48, command: Command::SetDraining { nodes: vec![3, 7] } },
         MetaRequest::Read { query: Query::Draining, linearizable: true },
+        // A bucket's default storage class (appended within version 2).
+        MetaRequest::Write {
+            request_id: 49,
+            command: Command::SetBucketClass { name: "logs".into(), storage_class: "COLD".into() },
+        },
     ]
 }
 

@@ -43,7 +43,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/v1/buckets", get(buckets))
-        .route("/admin/v1/buckets/{name}", get(bucket))
+        .route("/admin/v1/buckets/{name}", get(bucket).put(set_bucket))
         .route("/admin/v1/cluster", get(cluster))
         .route("/admin/v1/repair", post(repair).get(last_repair))
         .route("/admin/v1/scrub", post(scrub).get(scrub_status))
@@ -78,6 +78,8 @@ fn error(status: StatusCode, message: &str) -> Response {
 fn backend_error(e: &BackendError) -> Response {
     match e {
         BackendError::Unavailable(_) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        BackendError::NoSuchBucket { .. } => error(StatusCode::NOT_FOUND, &e.to_string()),
+        BackendError::InvalidArgument(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
@@ -124,6 +126,38 @@ async fn bucket(
             None => error(StatusCode::NOT_FOUND, "no such bucket"),
         },
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Bucket settings the operator applies (`PUT /admin/v1/buckets/{name}`).
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct BucketSettings {
+    /// Storage class of new objects whose PUT names none.
+    storage_class: String,
+}
+
+async fn set_bucket(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    let settings: BucketSettings = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"storage_class\": \"<name>\"}}: {e}"),
+            );
+        }
+    };
+    match s.backend.set_bucket_storage_class(&name, &settings.storage_class).await {
+        Ok(()) => Json(settings).into_response(),
+        Err(e) => backend_error(&e),
     }
 }
 

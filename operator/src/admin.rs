@@ -89,6 +89,15 @@ pub trait GatewayAdmin: Send + Sync {
         token: &str,
         name: &str,
     ) -> Result<Option<BucketUsage>, AdminError>;
+    /// Sets the S3 storage class new objects of bucket `name` get when
+    /// their PUT names none (a Bucket's `storageClass`).
+    async fn set_bucket_class(
+        &self,
+        base: &str,
+        token: &str,
+        name: &str,
+        class: &str,
+    ) -> Result<(), AdminError>;
 }
 
 /// [`GatewayAdmin`] over HTTP with a short timeout, so an unreachable
@@ -150,6 +159,28 @@ impl GatewayAdmin for HttpAdmin {
         match self.get(url.clone(), token).await? {
             Some(r) => r.json().await.map(Some).map_err(|source| AdminError::Http { url, source }),
             None => Ok(None),
+        }
+    }
+
+    async fn set_bucket_class(
+        &self,
+        base: &str,
+        token: &str,
+        name: &str,
+        class: &str,
+    ) -> Result<(), AdminError> {
+        let url = format!("{}/admin/v1/buckets/{name}", base.trim_end_matches('/'));
+        let resp = self
+            .http
+            .put(&url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "storage_class": class }))
+            .send()
+            .await
+            .map_err(|source| AdminError::Http { url: url.clone(), source })?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            status => Err(AdminError::Status { url, status }),
         }
     }
 }

@@ -559,6 +559,16 @@ pub trait Backend: Send + Sync + 'static {
     async fn bucket(&self, bucket: &str) -> Result<BucketInfo>;
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>>;
     async fn set_bucket_public(&self, bucket: &str, public: bool) -> Result<()>;
+    /// Sets the storage class objects of `bucket` get when their PUT names
+    /// none. A backend with one class accepts only that one.
+    async fn set_bucket_storage_class(&self, bucket: &str, class: &str) -> Result<()> {
+        self.bucket(bucket).await?;
+        if self.storage_classes().iter().any(|c| c == class) {
+            Ok(())
+        } else {
+            Err(BackendError::InvalidArgument(format!("unknown storage class {class}")))
+        }
+    }
     /// Usage counters of every bucket.
     async fn usage(&self) -> Result<Vec<BucketUsage>>;
 

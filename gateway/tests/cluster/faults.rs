@@ -144,6 +144,7 @@ async fn storage_classes_and_size_limits() {
         .extra_gateway(|config| {
             config.storage.distributed.as_mut().unwrap().cluster_file = file_path;
             config.max_object_size = 3 * MIB as u64;
+            config.admin_token = Some(ADMIN_TOKEN.into());
         })
         .await;
     s3.create_bucket().bucket("classes").send().await.unwrap();
@@ -201,5 +202,50 @@ async fn storage_classes_and_size_limits() {
         .send()
         .await
         .unwrap();
+
+    // A bucket's default class (what the operator applies for a Bucket's
+    // storageClass): PUTs and uploads naming none get it.
+    let set = |bucket: &'static str, class: &'static str| {
+        let url = format!("http://{}/admin/v1/buckets/{bucket}", gw.admin_addr());
+        async move {
+            let body = serde_json::json!({ "storage_class": class }).to_string();
+            let r = reqwest::Client::new()
+                .put(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(set("classes", "REDUCED_REDUNDANCY").await, 200);
+    assert_eq!(set("classes", "GLACIER").await, 400, "a class the cluster does not offer");
+    assert_eq!(set("no-such-bucket", "STANDARD").await, 404);
+    let class_of = |key: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            let h = s3.head_object().bucket("classes").key(key).send().await.unwrap();
+            h.storage_class().map_or("STANDARD".to_string(), |c| c.as_str().to_string())
+        }
+    };
+    s3.put_object().bucket("classes").key("dflt").body(data(MIB, 3).into()).send().await.unwrap();
+    assert_eq!(class_of("dflt").await, "REDUCED_REDUNDANCY");
+    multipart(&s3, "classes", "mp", &data(MIB, 4), 5 * MIB).await;
+    assert_eq!(class_of("mp").await, "REDUCED_REDUNDANCY");
+    s3.put_object()
+        .bucket("classes")
+        .key("named")
+        .storage_class(aws_sdk_s3::types::StorageClass::Standard)
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(class_of("named").await, "STANDARD", "a class the PUT names wins");
+    let usage = admin(&gw, reqwest::Method::GET, "buckets/classes").await;
+    assert_eq!(usage["storage_class"], "REDUCED_REDUNDANCY", "{usage}");
+    assert_eq!(set("classes", "STANDARD").await, 200);
+    s3.put_object().bucket("classes").key("back").body(b"y".to_vec().into()).send().await.unwrap();
+    assert_eq!(class_of("back").await, "STANDARD");
     gw.shutdown().await;
 }

@@ -176,3 +176,35 @@ async fn virtual_hosted_style_with_a_domain() {
     let r = http_client().get(format!("{}/site/index.html", t.endpoint())).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// `PUT /admin/v1/buckets/{name}` sets the class objects get when their
+/// PUT names none; only classes the store offers, only with the token.
+#[tokio::test]
+async fn a_buckets_default_storage_class_is_set_through_the_admin_api() {
+    let t = TestGateway::start().await;
+    t.client().create_bucket().bucket("cls").send().await.unwrap();
+    let http = http_client();
+    let put = |bucket: &str, body: &str, token: Option<&str>| {
+        let mut r =
+            http.put(format!("{}/admin/v1/buckets/{bucket}", t.admin())).body(body.to_string());
+        if let Some(token) = token {
+            r = r.bearer_auth(token);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let ok = r#"{"storage_class":"STANDARD"}"#;
+    let r = put("cls", ok, Some("admin-token")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["storage_class"], "STANDARD");
+    assert_eq!(put("cls", ok, None).await.status(), 401);
+    assert_eq!(put("cls", ok, Some("wrong")).await.status(), 401);
+    assert_eq!(put("nope", ok, Some("admin-token")).await.status(), 404);
+    let r = put("cls", r#"{"storage_class":"GLACIER"}"#, Some("admin-token")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("GLACIER"));
+    for bad in ["", "{", r#"{"class":"STANDARD"}"#, r#"{"storage_class":1}"#] {
+        assert_eq!(put("cls", bad, Some("admin-token")).await.status(), 400, "{bad}");
+    }
+    let v = admin_json(&http, format!("{}/admin/v1/buckets/cls", t.admin())).await;
+    assert_eq!(v["storage_class"], "STANDARD");
+}

@@ -364,6 +364,12 @@ fn apply_command(ov: &mut Overlay<'_>, c: &Command, now_ms: u64) -> Result<MetaR
             ov.put(bucket_key(name), &b);
             Ok(Ok(Reply::Done))
         }
+        Command::SetBucketClass { name, storage_class } => {
+            let mut b = fail!(need_bucket(ov, name)?);
+            b.storage_class = storage_class.clone();
+            ov.put(bucket_key(name), &b);
+            Ok(Ok(Reply::Done))
+        }
         Command::PutObject { bucket, key, record, expect } => {
             fail!(need_bucket(ov, bucket)?);
             let k = object_key(bucket, key);
@@ -992,6 +998,22 @@ pub(crate) mod tests {
 
     fn put(key: &str, v: u128, expect: Precondition) -> Command {
         Command::PutObject { bucket: "bk1".into(), key: key.into(), record: record(v), expect }
+    }
+
+    #[test]
+    fn a_bucket_keeps_the_default_class_set_for_it() {
+        let mut kv = MemKv::default();
+        let set = |name: &str| Command::SetBucketClass {
+            name: name.into(),
+            storage_class: "COLD".into(),
+        };
+        let r = kv.apply(vec![(1, 10, bucket("bk1")), (2, 10, set("bk1")), (3, 10, set("nope"))]);
+        assert_eq!(r[1], Ok(Reply::Done));
+        assert_eq!(r[2], Err(MetaError::NoSuchBucket("nope".into())));
+        match query(&kv, &Query::GetBucket { name: "bk1".into() }).unwrap() {
+            Reply::Bucket(b) => assert_eq!((b.storage_class.as_str(), b.public), ("COLD", false)),
+            r => panic!("{r:?}"),
+        }
     }
 
     #[test]

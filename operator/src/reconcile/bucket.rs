@@ -24,7 +24,7 @@ use predastore_core::config::validate_bucket_name;
 
 use crate::admin::human_bytes;
 use crate::context::{self, Context, Result};
-use crate::crd::{Bucket, BucketStatus, DeletionPolicy, PredastoreCluster};
+use crate::crd::{Bucket, BucketStatus, DeletionPolicy, PredastoreCluster, StorageClass};
 use crate::names::{self, BUCKET_FINALIZER, Names};
 use crate::s3::{S3, S3Error};
 use crate::status::{self, Cond, phase};
@@ -50,6 +50,24 @@ struct Endpoint {
     admin_url: Option<String>,
     admin_token: Option<String>,
     default_class: String,
+    /// The S3 storage class the bucket's objects get by default.
+    s3_class: String,
+}
+
+/// The S3 class a Bucket asks for: `STANDARD` without `storageClass` or
+/// with the cluster's default class (its S3 name), else the S3 name of
+/// the predastore.io StorageClass it names.
+fn bucket_s3_class(
+    asked: Option<&str>,
+    cluster_default: Option<&str>,
+    class: Option<&StorageClass>,
+) -> String {
+    match (asked, class) {
+        (Some(name), Some(sc)) if cluster_default != Some(name) => {
+            crate::plan::s3_class_name(name, &sc.spec)
+        }
+        _ => crate::plan::DEFAULT_S3_CLASS.to_string(),
+    }
 }
 
 /// Reconciles one Bucket.
@@ -80,7 +98,7 @@ pub async fn reconcile(b: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action> {
     endpoint.s3.set_public(&name, b.spec.public).await?;
 
     let previous = b.status.clone().unwrap_or_default();
-    let usage = match (&endpoint.admin_url, &endpoint.admin_token) {
+    let mut usage = match (&endpoint.admin_url, &endpoint.admin_token) {
         (Some(url), Some(token)) => match ctx.admin.bucket(url, token, &name).await {
             Ok(u) => u,
             Err(e) => {
@@ -90,6 +108,33 @@ pub async fn reconcile(b: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action> {
         },
         _ => None,
     };
+    // The class objects get by default, applied until the gateway reports
+    // it (a write only when it differs, so a quiet reconcile writes none).
+    let applied = usage.as_ref().and_then(|u| u.storage_class.as_deref());
+    if applied != Some(endpoint.s3_class.as_str()) {
+        let (Some(url), Some(token)) = (&endpoint.admin_url, &endpoint.admin_token) else {
+            let blocked = Blocked {
+                reason: "StorageClassNotApplied",
+                message: "the cluster's admin token is not there yet".into(),
+                user_fixable: false,
+            };
+            return report(&b, &api, &ctx, &name, blocked, &now).await;
+        };
+        if let Err(e) = ctx.admin.set_bucket_class(url, token, &name, &endpoint.s3_class).await {
+            let blocked = Blocked {
+                reason: "StorageClassNotApplied",
+                message: format!(
+                    "the gateways refused storage class {} for bucket {name}: {e}",
+                    endpoint.s3_class
+                ),
+                user_fixable: false,
+            };
+            return report(&b, &api, &ctx, &name, blocked, &now).await;
+        }
+        if let Some(u) = usage.as_mut() {
+            u.storage_class = Some(endpoint.s3_class.clone());
+        }
+    }
     let (objects, bytes) = match usage {
         Some(u) => (Some(u.objects as i64), Some(u.bytes as i64)),
         None => (previous.objects, previous.bytes),
@@ -217,7 +262,23 @@ async fn connect(
         .get_opt(&names.credentials())
         .await?
         .and_then(|s| secret_text(&s, names::ADMIN_TOKEN_KEY));
+    // Listed, not read by name: the classes are few, and the test API
+    // server cannot read a cluster-scoped object by name.
+    let class = match &b.spec.storage_class {
+        Some(name) => Api::<StorageClass>::all(ctx.client.clone())
+            .list(&kube::api::ListParams::default())
+            .await?
+            .into_iter()
+            .find(|sc| sc.name_any() == *name),
+        None => None,
+    };
+    let s3_class = bucket_s3_class(
+        b.spec.storage_class.as_deref(),
+        c.spec.default_storage_class.as_deref(),
+        class.as_ref(),
+    );
     Ok(Ok(Endpoint {
+        s3_class,
         s3: S3::new(&url, &id, &secret),
         url,
         admin_url: Some(urls.admin),
@@ -315,4 +376,34 @@ async fn deleting(
     };
     context::patch_status(api, b, b.status.as_ref(), &new).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::StorageClassSpec;
+
+    #[test]
+    fn a_bucket_gets_the_s3_name_of_the_class_it_names() {
+        let cold = StorageClass::new(
+            "cold-archive",
+            StorageClassSpec {
+                data_shards: 4,
+                parity_shards: 2,
+                chunk_size: "8Mi".into(),
+                write_quorum: None,
+                s3_name: None,
+            },
+        );
+        assert_eq!(bucket_s3_class(None, None, None), "STANDARD");
+        assert_eq!(bucket_s3_class(Some("cold-archive"), None, Some(&cold)), "COLD_ARCHIVE");
+        assert_eq!(
+            bucket_s3_class(Some("cold-archive"), Some("cold-archive"), Some(&cold)),
+            "STANDARD",
+            "the cluster's default class is STANDARD in S3"
+        );
+        let mut named = cold.clone();
+        named.spec.s3_name = Some("GLACIER_IR".into());
+        assert_eq!(bucket_s3_class(Some("cold-archive"), None, Some(&named)), "GLACIER_IR");
+    }
 }

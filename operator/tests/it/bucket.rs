@@ -232,3 +232,33 @@ async fn invalid_names_and_unready_clusters_give_conditions() {
     assert!(listed.buckets().is_empty(), "no S3 bucket was made");
     env.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_storage_class_a_bucket_names_is_applied_or_its_refusal_reported() {
+    let env = gateway().await;
+    let cold = json!({
+        "apiVersion": "predastore.io/v1alpha1", "kind": "StorageClass",
+        "metadata": {"name": "cold"},
+        "spec": {"dataShards": 4, "parityShards": 2, "s3Name": "COLD"},
+    });
+    let mut objects = seed(
+        &env,
+        vec![
+            cold,
+            bucket_obj("plain", json!({"clusterRef": "dev"})),
+            bucket_obj("archive", json!({"clusterRef": "dev", "storageClass": "cold"})),
+        ],
+    );
+    objects[0]["spec"]["storageClasses"] = json!(["cold"]);
+    let (client, _) = fixtures::api_server(objects).await;
+    // STANDARD is what the fs gateway already reports: Ready, nothing to set.
+    let b = reconcile(&env, &client, "plain").await.unwrap();
+    assert_eq!(b.status.unwrap().phase.as_deref(), Some("Ready"));
+    // COLD is asked of the gateway, which (fs: one class) refuses it: the
+    // Bucket says so instead of claiming a class its objects do not get.
+    let b = reconcile(&env, &client, "archive").await.unwrap();
+    assert_eq!(reason(&b), "StorageClassNotApplied", "{:?}", b.status);
+    let s = b.status.unwrap();
+    assert_ne!(s.phase.as_deref(), Some("Ready"));
+    assert!(s.conditions[0].message.contains("COLD"), "{}", s.conditions[0].message);
+}

@@ -183,6 +183,10 @@ impl GatewayAdmin for FakeAdmin {
     async fn bucket(&self, _: &str, _: &str, _: &str) -> Result<Option<BucketUsage>, AdminError> {
         Ok(None)
     }
+
+    async fn set_bucket_class(&self, _: &str, _: &str, _: &str, _: &str) -> Result<(), AdminError> {
+        Ok(())
+    }
 }
 
 /// A reconcile context over `client` with `admin`.

@@ -26,7 +26,7 @@ pub mod repair;
 pub mod scrub;
 pub mod walk;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -85,6 +85,10 @@ fn request_memory(classes: &BTreeMap<String, Erasure>, chunks_in_flight: usize) 
     RequestMemory { window: chunk * (chunks_in_flight as u64 + 1), open: chunk }
 }
 
+/// How long a gateway uses a bucket's default storage class before
+/// reading it again.
+const BUCKET_CLASS_TTL: Duration = Duration::from_secs(5);
+
 /// The placement ring a committed ring record describes: its members
 /// except the draining ones, which take no new shards.
 fn ring_of(r: &RingRecord, draining: &[DrainingNode]) -> std::result::Result<Ring, String> {
@@ -119,6 +123,8 @@ pub struct Inner {
     intent_renew_ms: AtomicU64,
     /// When the collector first saw each garbage and intent entry.
     gc_first_seen: collector::FirstSeen,
+    /// Default storage class of each bucket and when it was read.
+    bucket_classes: Mutex<HashMap<String, (String, Instant)>>,
     ready: AtomicBool,
     configured: Vec<BucketConfig>,
     buckets_made: AtomicBool,
@@ -241,6 +247,7 @@ impl DistributedBackend {
             inline_max: d.inline_max_size,
             intent_renew_ms: AtomicU64::new(collector::INTENT_RENEW_EVERY.as_millis() as u64),
             gc_first_seen: collector::FirstSeen::default(),
+            bucket_classes: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             configured: buckets.to_vec(),
             buckets_made: AtomicBool::new(false),
@@ -468,6 +475,34 @@ impl Inner {
             .map_err(meta_err)
     }
 
+    /// The class a write to `bucket` uses: the one it names, else the
+    /// bucket's default (its record's, read at most every
+    /// [`BUCKET_CLASS_TTL`]: a metadata read per PUT would cost small
+    /// writes a round trip; another gateway's change shows within it).
+    async fn class_for(&self, bucket: &str, named: Option<&str>) -> Result<(String, Erasure)> {
+        if let Some(name) = named {
+            return self.class(Some(name));
+        }
+        let cached = self.bucket_classes.lock().expect("class cache poisoned").get(bucket).cloned();
+        let default = match cached {
+            Some((class, at)) if at.elapsed() < BUCKET_CLASS_TTL => class,
+            _ => {
+                let class = self.bucket_record(bucket).await?.storage_class;
+                let mut cache = self.bucket_classes.lock().expect("class cache poisoned");
+                cache.insert(bucket.to_string(), (class.clone(), Instant::now()));
+                class
+            }
+        };
+        self.class(Some(&default))
+    }
+
+    async fn bucket_records(&self) -> Result<Vec<BucketRecord>> {
+        match self.meta.read(Query::ListBuckets).await.map_err(meta_err)? {
+            Reply::Buckets(bs) => Ok(bs),
+            r => Err(unexpected(r)),
+        }
+    }
+
     async fn bucket_record(&self, bucket: &str) -> Result<BucketRecord> {
         match self.meta.read(Query::GetBucket { name: bucket.into() }).await.map_err(meta_err)? {
             Reply::Bucket(b) => Ok(b),
@@ -692,6 +727,15 @@ impl Backend for DistributedBackend {
         self.memory
     }
 
+    async fn set_bucket_storage_class(&self, bucket: &str, class: &str) -> Result<()> {
+        let inner = &self.inner;
+        inner.class(Some(class))?;
+        let cmd = Command::SetBucketClass { name: bucket.into(), storage_class: class.into() };
+        inner.meta.write(cmd).await.map_err(meta_err)?;
+        inner.bucket_classes.lock().expect("class cache poisoned").remove(bucket);
+        Ok(())
+    }
+
     async fn ready(&self) -> bool {
         self.inner.ready.load(Ordering::Relaxed)
     }
@@ -750,17 +794,17 @@ impl Backend for DistributedBackend {
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        match self.inner.meta.read(Query::ListBuckets).await.map_err(meta_err)? {
-            Reply::Buckets(bs) => Ok(bs
-                .into_iter()
-                .map(|b| BucketInfo {
-                    name: b.name,
-                    created: record::time_from_millis(b.created_ms),
-                    public: b.public,
-                })
-                .collect()),
-            r => Err(unexpected(r)),
-        }
+        Ok(self
+            .inner
+            .bucket_records()
+            .await?
+            .into_iter()
+            .map(|b| BucketInfo {
+                name: b.name,
+                created: record::time_from_millis(b.created_ms),
+                public: b.public,
+            })
+            .collect())
     }
 
     async fn set_bucket_public(&self, bucket: &str, public: bool) -> Result<()> {
@@ -777,7 +821,7 @@ impl Backend for DistributedBackend {
     /// yet, so this costs one page read per 1000 objects.
     async fn usage(&self) -> Result<Vec<BucketUsage>> {
         let mut out = Vec::new();
-        for b in self.list_buckets().await? {
+        for b in self.inner.bucket_records().await? {
             let (mut objects, mut bytes) = (0u64, 0u64);
             let mut continuation = None;
             loop {
@@ -799,7 +843,7 @@ impl Backend for DistributedBackend {
                 objects,
                 bytes,
                 public: b.public,
-                storage_class: STANDARD.into(),
+                storage_class: b.storage_class,
             });
         }
         Ok(out)
@@ -878,7 +922,7 @@ impl Backend for DistributedBackend {
     ) -> Result<ObjectInfo> {
         rules::check_key(key)?;
         let inner = &self.inner;
-        let (class_name, class) = inner.class(opts.storage_class.as_deref())?;
+        let (class_name, class) = inner.class_for(bucket, opts.storage_class.as_deref()).await?;
         // Fail fast before reading the body; enforced again at commit.
         let expect = inner.precondition(bucket, key, &opts.condition).await?;
         if expect == Precondition::Absent && inner.current(bucket, key).await?.is_some() {
@@ -1130,7 +1174,7 @@ impl Backend for DistributedBackend {
         opts: UploadOptions,
     ) -> Result<String> {
         rules::check_key(key)?;
-        let (class, _) = self.inner.class(opts.storage_class.as_deref())?;
+        let class = self.inner.class_for(bucket, opts.storage_class.as_deref()).await?.0;
         let id = rules::new_upload_id();
         let u = record::upload_record(bucket, key, &id, "", &class, &opts, rules::now_millis());
         self.inner.meta.write(Command::CreateUpload(u)).await.map_err(meta_err)?;

@@ -171,6 +171,44 @@ async fn a_write_slower_than_the_intent_ttl_renews_it_and_commits() {
     backend.close().await.unwrap();
 }
 
+/// The cluster's gateway as a process of its own (so it can be SIGKILLed,
+/// or started through `wrapper`, e.g. faketime), with `edit` applied to
+/// its config; returns it, that config and its S3 endpoint once ready.
+async fn gateway_process(
+    t: &TestCluster,
+    wrapper: &[&str],
+    edit: impl FnOnce(&mut predastore_core::config::GatewayConfig),
+) -> (std::process::Child, predastore_core::config::GatewayConfig, String) {
+    let mut config = t.c.gateway_config().clone();
+    let (s3_port, admin_port) = (free_port(), free_port());
+    config.listen = ([127, 0, 0, 1], s3_port).into();
+    config.admin_listen = ([127, 0, 0, 1], admin_port).into();
+    edit(&mut config);
+    let config_path = t.dir.path().join("gw.toml");
+    std::fs::write(&config_path, config.to_toml()).unwrap();
+    let log = std::fs::File::create(t.dir.path().join("gw.log")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_predastore-gateway");
+    let mut cmd = std::process::Command::new(wrapper.first().copied().unwrap_or(bin));
+    if !wrapper.is_empty() {
+        cmd.args(&wrapper[1..]).arg(bin);
+    }
+    let gw = cmd
+        .arg("--config")
+        .arg(&config_path)
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually("the gateway is ready", Duration::from_secs(30), || async move {
+        reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    (gw, config, format!("http://127.0.0.1:{s3_port}"))
+}
+
 /// Whether `faketime` runs; under CI (which installs it) its absence fails.
 fn faketime_present() -> bool {
     let runs = std::process::Command::new("faketime")
@@ -200,31 +238,11 @@ async fn a_gateway_clock_hours_ahead_does_not_shorten_the_grace() {
         o
     })
     .await;
-    let mut config = t.c.gateway_config().clone();
-    let (s3_port, admin_port) = (free_port(), free_port());
-    config.listen = ([127, 0, 0, 1], s3_port).into();
-    config.admin_listen = ([127, 0, 0, 1], admin_port).into();
-    // The reader below pauses longer than the default stall limit.
-    config.idle_timeout_secs = 600;
-    let config_path = t.dir.path().join("gw.toml");
-    std::fs::write(&config_path, config.to_toml()).unwrap();
-    let log = std::fs::File::create(t.dir.path().join("gw.log")).unwrap();
-    let mut gw = std::process::Command::new("faketime")
-        .args(["-f", "+2h"])
-        .arg(env!("CARGO_BIN_EXE_predastore-gateway"))
-        .arg("--config")
-        .arg(&config_path)
-        // Timers stay real; only the wall clock is ahead.
-        .env("DONT_FAKE_MONOTONIC", "1")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{s3_port}");
-    eventually("the gateway is ready", Duration::from_secs(30), || async move {
-        reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
+    // Timers stay real (DONT_FAKE_MONOTONIC); only the wall clock is ahead.
+    let faketime = ["faketime", "-f", "+2h"];
+    let (mut gw, _, endpoint) = gateway_process(&t, &faketime, |c| {
+        // The reader below pauses longer than the default stall limit.
+        c.idle_timeout_secs = 600;
     })
     .await;
     let s3 = client(&endpoint, true);
@@ -269,27 +287,7 @@ async fn a_gateway_killed_mid_put_leaves_no_object_and_no_untracked_shard() {
     })
     .await;
     // The gateway as its own process, so it can be SIGKILLed.
-    let mut config = t.c.gateway_config().clone();
-    let (s3_port, admin_port) = (free_port(), free_port());
-    config.listen = ([127, 0, 0, 1], s3_port).into();
-    config.admin_listen = ([127, 0, 0, 1], admin_port).into();
-    let config_path = t.dir.path().join("gw.toml");
-    std::fs::write(&config_path, config.to_toml()).unwrap();
-    let log = std::fs::File::create(t.dir.path().join("gw.log")).unwrap();
-    let mut gw = std::process::Command::new(env!("CARGO_BIN_EXE_predastore-gateway"))
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{s3_port}");
-    eventually("the gateway is ready", Duration::from_secs(30), || async move {
-        reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    let (mut gw, config, endpoint) = gateway_process(&t, &[], |_| {}).await;
     let s3 = client(&endpoint, false);
     s3.create_bucket().bucket("crash").send().await.unwrap();
     s3.put_object().bucket("crash").key("kept").body(data(3 * MIB, 5).into()).send().await.unwrap();

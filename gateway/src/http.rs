@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::admission::{Budget, Exhausted};
 use crate::auth::OpName;
 use crate::metrics;
 
@@ -56,8 +57,77 @@ pub fn request_id() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct ContinueExpected(pub bool);
 
-/// The per-request layer on the S3 router.
-pub async fn s3_layer(mut req: Request, next: Next) -> Response {
+/// Largest XML request body (DeleteObjects, CompleteMultipartUpload,
+/// tagging…); s3s reads it whole before the handler runs.
+pub const XML_MAX_BODY: usize = 4 << 20;
+
+/// Largest file of a browser POST upload; s3s reads it whole too.
+pub const POST_MAX_FILE: u64 = 64 << 20;
+
+/// Bytes of the memory budget a request's body takes when s3s buffers it
+/// whole (POST forms, XML bodies), charged before s3s reads it; `None`
+/// for bodies streamed to a handler (PutObject, UploadPart), which charge
+/// themselves, and for empty ones.
+pub fn buffered_body_charge(req: &Request) -> Option<u64> {
+    let declared: Option<u64> =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if declared == Some(0) || (declared.is_none() && !chunked) {
+        return None;
+    }
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"));
+    let cap = match *req.method() {
+        http::Method::POST if form => POST_MAX_FILE + XML_MAX_BODY as u64,
+        http::Method::POST => XML_MAX_BODY as u64,
+        // A PUT with a subresource (`?tagging`, `?acl`, …) sends XML; one
+        // with none, or a part (`?partNumber=&uploadId=`), streams data.
+        http::Method::PUT => {
+            let query = req.uri().query().unwrap_or_default();
+            let streamed = query.is_empty()
+                || query.split('&').all(|kv| {
+                    let k = kv.split('=').next().unwrap_or_default();
+                    matches!(
+                        k,
+                        "partNumber"
+                            | "uploadId"
+                            | "x-id"
+                            | "AWSAccessKeyId"
+                            | "Expires"
+                            | "Signature"
+                    ) || k.starts_with("X-Amz-")
+                });
+            if streamed {
+                return None;
+            }
+            XML_MAX_BODY as u64
+        }
+        _ => return None,
+    };
+    Some(declared.map_or(cap, |n| n.min(cap)))
+}
+
+/// The per-request layer on the S3 router; `budget` is the memory budget
+/// bodies that s3s buffers are charged to.
+pub async fn s3_layer(State(budget): State<Budget>, mut req: Request, next: Next) -> Response {
+    let charge = buffered_body_charge(&req);
+    let _held = match charge {
+        Some(bytes) => match budget.take(bytes).await {
+            Ok(t) => Some(t),
+            Err(Exhausted) => {
+                metrics::global().observe("Unknown", 503, 0.0);
+                return xml_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                    &request_id(),
+                );
+            }
+        },
+        None => None,
+    };
     let waits_for_continue = waits_for_continue(&req);
     req.extensions_mut().insert(ContinueExpected(waits_for_continue));
     let body_empty = req.body().is_end_stream();
@@ -505,6 +575,46 @@ mod tests {
         assert!(!answered_in_interim_slot(true, false, true), "100 went out before the answer");
         assert!(!answered_in_interim_slot(false, true, false), "no Expect: nothing to confuse");
         assert!(!answered_in_interim_slot(false, false, false));
+    }
+
+    #[test]
+    fn bodies_s3s_buffers_are_charged_and_streamed_ones_are_not() {
+        let req = |method: &str, uri: &str, headers: &[(&str, &str)]| {
+            let mut b = Request::builder().method(method).uri(uri);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let len = |n: &'static str| ("content-length", n);
+        let xml = XML_MAX_BODY as u64;
+        assert_eq!(buffered_body_charge(&req("POST", "/b?delete", &[len("300")])), Some(300));
+        assert_eq!(
+            buffered_body_charge(&req("POST", "/b/k?uploadId=x", &[len("9999999")])),
+            Some(xml)
+        );
+        let form = ("content-type", "multipart/form-data; boundary=x");
+        assert_eq!(
+            buffered_body_charge(&req("POST", "/b", &[form, ("transfer-encoding", "chunked")])),
+            Some(POST_MAX_FILE + xml)
+        );
+        assert_eq!(buffered_body_charge(&req("PUT", "/b/k?tagging", &[len("200")])), Some(200));
+        assert_eq!(buffered_body_charge(&req("PUT", "/b?cors", &[len("200")])), Some(200));
+        for streamed in [
+            "/b/k",
+            "/b/k?partNumber=2&uploadId=u",
+            "/b/k?x-id=PutObject",
+            "/b/k?AWSAccessKeyId=A&Expires=1&Signature=s",
+        ] {
+            assert_eq!(
+                buffered_body_charge(&req("PUT", streamed, &[len("500")])),
+                None,
+                "{streamed}"
+            );
+        }
+        assert_eq!(buffered_body_charge(&req("POST", "/b/k?uploads", &[len("0")])), None);
+        assert_eq!(buffered_body_charge(&req("POST", "/b/k?uploads", &[])), None, "no body");
+        assert_eq!(buffered_body_charge(&req("GET", "/b/k", &[len("10")])), None);
     }
 
     fn presigned(sig: &str) -> Request {

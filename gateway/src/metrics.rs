@@ -70,7 +70,7 @@ pub struct Metrics {
     pub slow_down: Counter,
     /// Bytes of the memory budget charged to requests in flight.
     pub budget_used: Gauge,
-    /// Connections open on the S3 listener.
+    /// Connections open on the S3 and admin listeners.
     pub connections: Gauge,
     /// Connections closed at accept: `max_connections` were open.
     pub connections_refused: Counter,

@@ -55,7 +55,12 @@ impl Gateway {
             .with_context(|| format!("opening the {} backend", config.storage.kind))?;
         let (auth, credentials) = Keyring::resolve(&config.auth, |k| std::env::var(k).ok());
         let keyring = Arc::new(Keyring::new(&auth));
-        let service = s3_service(&config, Arc::clone(&backend), Arc::clone(&keyring))?;
+        let budget = crate::admission::Budget::new(
+            config.max_in_flight_bytes,
+            Duration::from_millis(config.admission_wait_ms),
+        );
+        let service =
+            s3_service(&config, Arc::clone(&backend), Arc::clone(&keyring), budget.clone())?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(c), Some(k)) => Some(crate::tls::acceptor(c, k)?),
             _ => None,
@@ -72,7 +77,7 @@ impl Gateway {
         let app = Router::new()
             .fallback(s3_handler)
             .with_state(Arc::new(service))
-            .layer(axum::middleware::from_fn(http::s3_layer));
+            .layer(axum::middleware::from_fn_with_state(budget, http::s3_layer));
         let admin_app = admin::router(AdminState {
             backend: Arc::clone(&backend),
             token: config.admin_token.clone(),
@@ -143,6 +148,7 @@ fn s3_service(
     config: &GatewayConfig,
     backend: Arc<dyn Backend>,
     keyring: Arc<Keyring>,
+    budget: crate::admission::Budget,
 ) -> anyhow::Result<S3Service> {
     let front = Front {
         backend: Arc::clone(&backend),
@@ -152,10 +158,7 @@ fn s3_service(
             idle_timeout: Duration::from_secs(config.idle_timeout_secs),
         },
         region: config.region.clone(),
-        budget: crate::admission::Budget::new(
-            config.max_in_flight_bytes,
-            Duration::from_millis(config.admission_wait_ms),
-        ),
+        budget,
     };
     let mut b = S3ServiceBuilder::new(front);
     b.set_auth(KeyringAuth(Arc::clone(&keyring)));
@@ -166,8 +169,8 @@ fn s3_service(
     let mut s3_config = s3s::config::S3Config::default();
     // XML bodies (DeleteObjects, CompleteMultipartUpload) are small; POST
     // uploads are buffered by s3s, so they get a modest cap.
-    s3_config.xml_max_body_size = 4 << 20;
-    s3_config.post_object_max_file_size = 64 << 20;
+    s3_config.xml_max_body_size = http::XML_MAX_BODY;
+    s3_config.post_object_max_file_size = http::POST_MAX_FILE;
     b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
     Ok(b.build())
 }

@@ -640,6 +640,53 @@ impl DataPath {
         Ok((layout, missing))
     }
 
+    /// Reads chunk `l` whole (checked against its content CRC) and stores
+    /// it again as chunk `chunk` of `object`, encoded in `class`'s code on
+    /// `nodes` (placed under `ring_epoch`): the copy a rebalance or a
+    /// change of code needs. Every shard must be stored — moving data
+    /// must never lower its redundancy — so a node down fails it (the
+    /// caller tries again later). The old shards are left alone. On
+    /// failure the new shards written are removed (best effort).
+    pub async fn rewrite_chunk(
+        &self,
+        l: &ChunkLayout,
+        object: u128,
+        chunk: u32,
+        class: &Erasure,
+        nodes: Vec<u64>,
+        ring_epoch: u64,
+    ) -> Result<ChunkLayout, DataError> {
+        let (k, m) = (usize::from(class.data_shards), usize::from(class.parity_shards));
+        let codec = Codec::new(k, m)?;
+        if nodes.len() != k + m {
+            return Err(DataError::BadLayout(format!("{} nodes for RS({k},{m})", nodes.len())));
+        }
+        let data = self.read_chunk(l).await?;
+        let placed = nodes.clone();
+        let r = self.write_chunk(&codec, object, chunk, data, nodes, ring_epoch, k + m).await;
+        match r {
+            Ok((layout, missing)) if missing.is_empty() => Ok(layout),
+            other => {
+                let shards = (0..placed.len())
+                    .map(|i| (ShardId { object, chunk, index: i as u8 }, placed[i]))
+                    .collect();
+                self.delete_shards(shards).await;
+                Err(match other {
+                    Err(e) => e,
+                    Ok((_, missing)) => DataError::QuorumNotMet {
+                        chunk,
+                        durable: k + m - missing.len(),
+                        needed: k + m,
+                        errors: missing
+                            .iter()
+                            .map(|m| format!("{}: {}", m.shard, m.reason))
+                            .collect(),
+                    },
+                })
+            }
+        }
+    }
+
     /// Best-effort removal of every shard a failed write may have stored.
     async fn cleanup(&self, object: u128, placed: Vec<Vec<u64>>) {
         let shards = placed.into_iter().enumerate().flat_map(|(c, nodes)| {

@@ -292,6 +292,15 @@ pub struct DistributedStorageConfig {
     /// limit. Default 33554432 (32 MiB/s).
     #[serde(default = "default_scrub_bytes_per_sec")]
     pub scrub_bytes_per_sec: u64,
+    /// Plain bytes per second a rebalance pass may write again (chunks
+    /// moving onto nodes added to the ring, or encoded again after their
+    /// class's code changed). 0: no limit. Default 67108864 (64 MiB/s).
+    #[serde(default = "default_rebalance_bytes_per_sec")]
+    pub rebalance_bytes_per_sec: u64,
+}
+
+fn default_rebalance_bytes_per_sec() -> u64 {
+    64 << 20
 }
 
 fn default_repair_interval_secs() -> u64 {
@@ -341,6 +350,7 @@ impl DistributedStorageConfig {
             repair_interval_secs: default_repair_interval_secs(),
             scrub_interval_secs: default_scrub_interval_secs(),
             scrub_bytes_per_sec: default_scrub_bytes_per_sec(),
+            rebalance_bytes_per_sec: default_rebalance_bytes_per_sec(),
         }
     }
 }

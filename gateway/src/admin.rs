@@ -48,6 +48,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/repair", post(repair).get(last_repair))
         .route("/admin/v1/scrub", post(scrub).get(scrub_status))
         .route("/admin/v1/drain", post(drain).get(drain_status))
+        .route("/admin/v1/rebalance", post(rebalance).get(rebalance_status))
         .with_state(state)
 }
 
@@ -233,6 +234,30 @@ async fn drain_status(State(s): State<AdminState>, headers: HeaderMap) -> Respon
         Ok(status) => Json(status).into_response(),
         Err(e) => backend_error(&e),
     }
+}
+
+/// `POST /admin/v1/rebalance`: one rebalance pass now (chunks onto their
+/// placement under the current ring, in their class's current code),
+/// answered with its report once done; 400 without nodes (fs mode).
+async fn rebalance(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    match s.backend.rebalance().await {
+        Ok(Some(report)) => Json(report).into_response(),
+        Ok(None) => {
+            error(StatusCode::BAD_REQUEST, "this gateway's storage has no nodes to rebalance")
+        }
+        Err(e) => backend_error(&e),
+    }
+}
+
+/// `GET /admin/v1/rebalance`: `{"running": bool, "last": …}`.
+async fn rebalance_status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&s, &headers) {
+        return r;
+    }
+    Json(s.backend.rebalance_status().await).into_response()
 }
 
 /// `POST /admin/v1/scrub` parameters.

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub repaired_shards: Counter,
     /// Shards moved off draining or removed nodes and committed.
     pub relocated_shards: Counter,
+    /// Chunks written again by rebalance (new placement or new code).
+    pub rebalanced_chunks: Counter,
     /// Objects scrub looked at.
     pub scrub_objects: Counter,
     /// Shards scrub found lost: missing or corrupt (before rebuilding).
@@ -117,6 +119,7 @@ impl Metrics {
         let quorum_failures = Counter::default();
         let repaired_shards = Counter::default();
         let relocated_shards = Counter::default();
+        let rebalanced_chunks = Counter::default();
         let scrub_objects = Counter::default();
         let scrub_bad_shards = Counter::default();
         let scrub_inconsistent_chunks = Counter::default();
@@ -191,6 +194,11 @@ impl Metrics {
             "Shards rebuilt off draining or removed nodes onto ring members",
             relocated_shards.clone(),
         );
+        registry.register(
+            "rebalanced_chunks",
+            "Chunks written again onto their placement under the current ring or their class's current code",
+            rebalanced_chunks.clone(),
+        );
         registry.register("scrub_objects", "Objects scrub checked", scrub_objects.clone());
         registry.register(
             "scrub_bad_shards",
@@ -241,6 +249,7 @@ impl Metrics {
             quorum_failures,
             repaired_shards,
             relocated_shards,
+            rebalanced_chunks,
             scrub_objects,
             scrub_bad_shards,
             scrub_inconsistent_chunks,

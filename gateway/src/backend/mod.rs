@@ -182,6 +182,41 @@ pub struct DrainReport {
     pub finished_ms: u64,
 }
 
+/// What one rebalance pass found and did (`POST /admin/v1/rebalance`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct RebalanceReport {
+    /// Ring epoch the pass placed under.
+    pub epoch: u64,
+    /// Objects looked at.
+    pub objects: u64,
+    /// Chunks looked at.
+    pub chunks: u64,
+    /// Chunks written again under the current ring because their shards
+    /// sat elsewhere (nodes were added).
+    pub moved: u64,
+    /// Chunks written again in their class's current erasure code.
+    pub recoded: u64,
+    /// Plain bytes of the chunks written again.
+    pub bytes: u64,
+    /// Chunks due but not written again: unreadable, too few nodes for
+    /// their code, or the record changed meanwhile (the next pass retries).
+    pub left: u64,
+    /// The pass read every record (none was unreadable).
+    pub complete: bool,
+    /// When the pass started and ended, ms since the Unix epoch.
+    pub started_ms: u64,
+    pub finished_ms: u64,
+}
+
+/// `GET /admin/v1/rebalance`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct RebalanceStatus {
+    /// A pass is under way.
+    pub running: bool,
+    /// The last pass this gateway finished (null before the first).
+    pub last: Option<RebalanceReport>,
+}
+
 /// A draining node and whether it is proven empty (`GET /admin/v1/drain`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DrainingView {
@@ -697,6 +732,17 @@ pub trait Backend: Send + Sync + 'static {
     /// relocation pass (empty without nodes).
     async fn drain_status(&self) -> Result<DrainStatus> {
         Ok(DrainStatus::default())
+    }
+    /// Runs one rebalance pass now (chunks onto their placement under the
+    /// current ring, in their class's current code) and answers its
+    /// report; `None` without nodes.
+    async fn rebalance(&self) -> Result<Option<RebalanceReport>> {
+        Ok(None)
+    }
+    /// Whether a rebalance pass runs, and the last one (empty without
+    /// nodes).
+    async fn rebalance_status(&self) -> RebalanceStatus {
+        RebalanceStatus::default()
     }
     /// Flushes and releases resources; called once at shutdown.
     async fn close(&self) -> Result<()>;

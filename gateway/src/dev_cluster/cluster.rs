@@ -373,6 +373,41 @@ impl DevCluster {
         Ok(())
     }
 
+    /// Grows the cluster by one node: a new id (one past the highest),
+    /// fresh loopback ports and a certificate, appended to the cluster
+    /// file as it is on disk now (the Raft leader re-reads it, adds the
+    /// node as a learner and then to the ring), then started and waited
+    /// for. Returns the new id.
+    pub async fn add_node(&mut self) -> Result<u64> {
+        let path = self.layout.cluster_file();
+        let mut file = load_existing(&self.layout)?.ok_or_else(|| DevClusterError::BadFile {
+            path: path.clone(),
+            message: "missing".into(),
+        })?;
+        let ids = file.nodes.iter().map(|n| n.id).chain(self.ports.keys().copied());
+        let id = ids.max().map_or(0, |m| m + 1);
+        let state = load_state(&self.layout)?;
+        let mut picker = PortPicker::new(plan::remembered_ports(Some(&file), state.as_ref()));
+        let pick = |p: &mut PortPicker| {
+            p.pick().map_err(io("picking a free port on", Path::new("127.0.0.1")))
+        };
+        let ports = plan::NodePorts { quic: pick(&mut picker)?, admin: pick(&mut picker)? };
+        file.nodes.push(predastore_core::config::NodeConfig {
+            id,
+            addr: plan::loopback(ports.quic).to_string(),
+            zone: None,
+            drain: false,
+        });
+        ensure_pki(&self.layout, &file)?;
+        self.ports.insert(id, ports);
+        write_atomic(&self.layout.state_file(), &plan::state(&self.ports).to_toml())?;
+        write_atomic(&path, &file.to_toml())?;
+        self.cluster = file;
+        drop(picker);
+        self.start_node(id).await?;
+        Ok(id)
+    }
+
     async fn stop_all(&mut self) {
         if let Some(gw) = self.gateway.take() {
             gw.shutdown().await;

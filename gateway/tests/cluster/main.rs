@@ -7,6 +7,7 @@ mod common;
 mod faults;
 mod integrity;
 mod membership;
+mod rebalance;
 mod repair;
 mod scrub;
 mod survive;

@@ -28,7 +28,7 @@ async fn four_nodes() -> TestCluster {
 
 /// Rewrites the nodes' cluster file with `edit` applied (atomically: the
 /// leader re-reads it twice a second).
-fn edit_cluster_file(t: &TestCluster, edit: impl FnOnce(&mut ClusterFile)) {
+pub(crate) fn edit_cluster_file(t: &TestCluster, edit: impl FnOnce(&mut ClusterFile)) {
     let path = t.c.layout().cluster_file();
     let mut file = ClusterFile::load(&path).unwrap();
     edit(&mut file);
@@ -39,7 +39,10 @@ fn edit_cluster_file(t: &TestCluster, edit: impl FnOnce(&mut ClusterFile)) {
 
 /// A gateway with the admin API whose own cluster file lists only
 /// `known` of the nodes: it must learn the others from the ring.
-async fn gateway_knowing(t: &TestCluster, known: &[u64]) -> (Gateway, aws_sdk_s3::Client) {
+pub(crate) async fn gateway_knowing(
+    t: &TestCluster,
+    known: &[u64],
+) -> (Gateway, aws_sdk_s3::Client) {
     let mut file = t.c.cluster_file().clone();
     file.nodes.retain(|n| known.contains(&n.id));
     let path = t.dir.path().join("gateway-cluster.toml");
@@ -58,19 +61,19 @@ async fn gateway_knowing(t: &TestCluster, known: &[u64]) -> (Gateway, aws_sdk_s3
 }
 
 /// Shard files node `id` holds.
-fn held(t: &TestCluster, id: u64) -> usize {
+pub(crate) fn held(t: &TestCluster, id: u64) -> usize {
     files_under(&t.c.layout().node_data(id).join("shards"))
         .iter()
         .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
         .count()
 }
 
-fn body(i: u64) -> Bytes {
+pub(crate) fn body(i: u64) -> Bytes {
     // 1–3 chunks each, so every node holds shards of many of them.
     data(200 * KIB + (i as usize % 5) * 130 * KIB, 0x3e3b + i)
 }
 
-async fn put_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
+pub(crate) async fn put_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
     for i in keys {
         let key = format!("o{i}");
         s3.put_object().bucket("mem").key(&key).body(body(i).into()).send().await.unwrap();
@@ -78,7 +81,7 @@ async fn put_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
 }
 
 /// Every object reads back byte for byte.
-async fn read_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
+pub(crate) async fn read_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
     for i in keys {
         let got = get(s3, "mem", &format!("o{i}"), None).await;
         assert!(got == body(i), "o{i} differs");
@@ -86,7 +89,7 @@ async fn read_all(s3: &aws_sdk_s3::Client, keys: impl Iterator<Item = u64>) {
 }
 
 /// Waits (`what`) until `gw` follows a ring of `n` members.
-async fn ring_size(gw: &Gateway, n: usize, what: &str) {
+pub(crate) async fn ring_size(gw: &Gateway, n: usize, what: &str) {
     eventually(what, Duration::from_secs(30), || async {
         admin(gw, reqwest::Method::GET, "cluster").await["nodes"]
             .as_array()
@@ -95,13 +98,60 @@ async fn ring_size(gw: &Gateway, n: usize, what: &str) {
     .await;
 }
 
+/// A client without retries writing `o<n>` (n = from, from + 1, …) in a
+/// loop, so a membership change under it shows any failed request.
+pub(crate) struct Writer {
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+    from: u64,
+}
+
+impl Writer {
+    /// Starts writing at `o<from>`, waiting `pause` after each write.
+    pub(crate) fn start(gw: &Gateway, from: u64, pause: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(from));
+        let (stop2, written2) = (Arc::clone(&stop), Arc::clone(&written));
+        let strict = client(&gw.endpoint(), false);
+        let task = tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let i = written2.load(Ordering::Relaxed);
+                let key = format!("o{i}");
+                match strict.put_object().bucket("mem").key(&key).body(body(i).into()).send().await
+                {
+                    Ok(_) => {
+                        written2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => failures.push(format!("{key}: {e:?}")),
+                }
+                tokio::time::sleep(pause).await;
+            }
+            failures
+        });
+        Self { stop, written, task, from }
+    }
+
+    /// Stops it, asserts no request failed and it wrote something;
+    /// returns one past the last key written.
+    pub(crate) async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let failures = self.task.await.unwrap();
+        assert!(failures.is_empty(), "failed writes: {failures:?}");
+        let written = self.written.load(Ordering::Relaxed);
+        assert!(written > self.from, "the writer wrote");
+        written
+    }
+}
+
 /// `GET /admin/v1/drain`.
-async fn drain(gw: &Gateway) -> serde_json::Value {
+pub(crate) async fn drain(gw: &Gateway) -> serde_json::Value {
     admin(gw, reqwest::Method::GET, "drain").await
 }
 
 /// Objects below full redundancy right now, by the degraded index.
-async fn below_full(gw: &Gateway) -> u64 {
+pub(crate) async fn below_full(gw: &Gateway) -> u64 {
     admin(gw, reqwest::Method::GET, "repair").await["below_full"].as_u64().unwrap()
 }
 
@@ -118,27 +168,7 @@ async fn a_drained_node_is_emptied_and_proven_so_under_a_writer_then_leaves_with
     assert!(held(&t, 3) > 0, "node 3 got shards");
 
     // A writer with no retries runs throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(100));
-    let writer = {
-        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
-        let strict = client(&gw.endpoint(), false);
-        tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let i = written.load(Ordering::Relaxed);
-                let key = format!("o{i}");
-                match strict.put_object().bucket("mem").key(&key).body(body(i).into()).send().await
-                {
-                    Ok(_) => {
-                        written.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => failures.push(format!("{key}: {e:?}")),
-                }
-            }
-            failures
-        })
-    };
+    let writer = Writer::start(&gw, 100, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Drain node 3.
@@ -154,11 +184,7 @@ async fn a_drained_node_is_emptied_and_proven_so_under_a_writer_then_leaves_with
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    let failures = writer.await.unwrap();
-    assert!(failures.is_empty(), "failed writes: {failures:?}");
-    let written = written.load(Ordering::Relaxed);
-    assert!(written > 100, "the writer wrote");
+    let written = writer.finish().await;
 
     // Proven empty: a pass found nothing naming it, and nothing naming it
     // committed while the pass ran.

@@ -232,7 +232,8 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
     let limit = Duration::from_secs(10);
     match &step {
         Step::Idle => {
-            sync_classes(svc, file).await?;
+            let placeable = cur.addrs.keys().filter(|id| !cur.draining.contains(id)).count();
+            sync_classes(svc, file, placeable).await?;
             return Ok(step);
         }
         Step::SetRing(members, vnodes) => {
@@ -271,15 +272,40 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
     Ok(step)
 }
 
-async fn sync_classes(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<()> {
+/// The file's classes that differ from the committed ones and fit on
+/// `placeable` ring members (a chunk needs `k + m` distinct nodes), and
+/// those that do not fit yet. A class is committed only once it fits:
+/// gateways write new objects in the committed code and rebalance old
+/// ones into it, and a code wider than the ring would fail every write.
+fn classes_to_write(
+    have: &[StorageClassRecord],
+    file: &ClusterFile,
+    placeable: usize,
+) -> (Vec<StorageClassRecord>, Vec<StorageClassRecord>) {
+    desired_classes(file)
+        .into_iter()
+        .filter(|c| !have.contains(c))
+        .partition(|c| usize::from(c.data_shards) + usize::from(c.parity_shards) <= placeable)
+}
+
+async fn sync_classes(
+    svc: &MetaService,
+    file: &ClusterFile,
+    placeable: usize,
+) -> anyhow::Result<()> {
     let have = match svc.local_read(Query::StorageClasses).await {
         Ok(Reply::StorageClasses(c)) => c,
         other => anyhow::bail!("reading storage classes: {other:?}"),
     };
-    for c in desired_classes(file) {
-        if !have.contains(&c) {
-            svc.write(new_request_id(), Command::PutStorageClass(c)).await?;
-        }
+    let (write, too_wide) = classes_to_write(&have, file, placeable);
+    for c in write {
+        tracing::info!(class = %c.name, k = c.data_shards, m = c.parity_shards,
+            "committing storage class");
+        svc.write(new_request_id(), Command::PutStorageClass(c)).await?;
+    }
+    for c in too_wide {
+        tracing::warn!(class = %c.name, k = c.data_shards, m = c.parity_shards, placeable,
+            "storage class not committed: its chunks need more nodes than the ring places on");
     }
     Ok(())
 }
@@ -386,5 +412,25 @@ mod tests {
         assert_eq!(plan(&c, &file(&[3, 4, 5])), Step::AddLearner(3, "127.0.0.1:7003".into()));
         let c = cur(&[0, 1, 2], &[3, 4, 5], &[]);
         assert_eq!(plan(&c, &file(&[3, 4, 5])), Step::SetDraining(set(&[0, 1, 2])));
+    }
+
+    #[test]
+    fn a_class_is_committed_only_once_the_ring_can_place_it() {
+        let mut f = file(&[1, 2, 3, 4, 5]);
+        f.erasure = predastore_core::config::Erasure::new(3, 2);
+        let have = vec![StorageClassRecord {
+            name: "STANDARD".into(),
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size: f.erasure.chunk_size,
+        }];
+        let (write, wait) = classes_to_write(&have, &f, 3);
+        assert!(write.is_empty());
+        assert_eq!(wait.len(), 1);
+        let (write, wait) = classes_to_write(&have, &f, 5);
+        assert_eq!((write[0].data_shards, write[0].parity_shards), (3, 2));
+        assert!(wait.is_empty());
+        let (write, wait) = classes_to_write(&write, &f, 5);
+        assert!(write.is_empty() && wait.is_empty(), "committed already");
     }
 }

@@ -20,6 +20,7 @@ pub mod body;
 pub mod collector;
 pub mod degraded;
 pub mod heal;
+pub mod rebalance;
 pub mod record;
 pub mod relocate;
 pub mod repair;
@@ -60,6 +61,9 @@ pub const STANDARD: &str = "STANDARD";
 /// a new ring epoch).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// Every this many probes the gateway reads the committed storage classes.
+const CLASSES_EVERY: u64 = 5;
+
 /// Erasure code of each storage class the cluster file offers.
 pub fn classes_of(file: &ClusterFile) -> BTreeMap<String, Erasure> {
     let mut c = BTreeMap::new();
@@ -89,6 +93,32 @@ fn request_memory(classes: &BTreeMap<String, Erasure>, chunks_in_flight: usize) 
 /// reading it again.
 const BUCKET_CLASS_TTL: Duration = Duration::from_secs(5);
 
+/// The classes in force: the file's, with each committed class's code and
+/// chunk size (committed classes the file lacks are added). A class keeps
+/// the file's write quorum only while its code is unchanged.
+fn merged_classes(
+    file: &BTreeMap<String, Erasure>,
+    committed: &[predastore_core::meta::StorageClassRecord],
+) -> BTreeMap<String, Erasure> {
+    let mut out = file.clone();
+    for c in committed {
+        let same_code = file
+            .get(&c.name)
+            .is_some_and(|e| (e.data_shards, e.parity_shards) == (c.data_shards, c.parity_shards));
+        let write_quorum = if same_code { file[&c.name].write_quorum } else { None };
+        out.insert(
+            c.name.clone(),
+            Erasure {
+                data_shards: c.data_shards,
+                parity_shards: c.parity_shards,
+                chunk_size: c.chunk_size,
+                write_quorum,
+            },
+        );
+    }
+    out
+}
+
 /// The placement ring a committed ring record describes: its members
 /// except the draining ones, which take no new shards.
 fn ring_of(r: &RingRecord, draining: &[DrainingNode]) -> std::result::Result<Ring, String> {
@@ -116,7 +146,11 @@ pub struct Inner {
     /// Nodes to list for shards (the collector's sweeps): the cluster
     /// file's until a ring is known, then the ring's members.
     nodes: RwLock<Vec<NodeAddr>>,
-    classes: BTreeMap<String, Erasure>,
+    /// Storage classes: the cluster file's at start, then the committed
+    /// ones ([`Inner::follow_classes`]).
+    classes: RwLock<BTreeMap<String, Erasure>>,
+    /// The cluster file's classes, for the write quorum (not in Raft).
+    file_classes: BTreeMap<String, Erasure>,
     ring: RwLock<Option<Arc<Ring>>>,
     inline_max: u64,
     /// Period of intent renewals while a write runs, in ms.
@@ -157,6 +191,17 @@ pub struct Inner {
     relocate_running: AtomicBool,
     /// The last finished relocation pass and when it ended.
     last_relocate: Mutex<Option<(DrainReport, Instant)>>,
+    /// The ring or a class changed (or the gateway started): chunks may be
+    /// due to move or to be encoded again ([`rebalance`]).
+    rebalance_wanted: AtomicBool,
+    /// One rebalance pass at a time (background or admin).
+    rebalance_lock: tokio::sync::Mutex<()>,
+    /// A rebalance pass is under way.
+    rebalance_running: AtomicBool,
+    /// The last finished rebalance pass and when it ended.
+    last_rebalance: Mutex<Option<(RebalanceReport, Instant)>>,
+    /// Plain bytes per second a rebalance pass may write again.
+    rebalance_rate: u64,
 }
 
 /// The backend registered as `storage.type = "distributed"`.
@@ -242,7 +287,8 @@ impl DistributedBackend {
             probe,
             data,
             nodes: RwLock::new(nodes),
-            classes: classes_of(file),
+            classes: RwLock::new(classes_of(file)),
+            file_classes: classes_of(file),
             ring: RwLock::new(None),
             inline_max: d.inline_max_size,
             intent_renew_ms: AtomicU64::new(collector::INTENT_RENEW_EVERY.as_millis() as u64),
@@ -264,6 +310,11 @@ impl DistributedBackend {
             relocate_lock: tokio::sync::Mutex::new(()),
             relocate_running: AtomicBool::new(false),
             last_relocate: Mutex::new(None),
+            rebalance_wanted: AtomicBool::new(true),
+            rebalance_lock: tokio::sync::Mutex::new(()),
+            rebalance_running: AtomicBool::new(false),
+            last_rebalance: Mutex::new(None),
+            rebalance_rate: d.rebalance_bytes_per_sec,
         });
         let tasks = vec![
             tokio::spawn(probe_loop(Arc::clone(&inner))),
@@ -279,6 +330,7 @@ impl DistributedBackend {
             )),
             tokio::spawn(heal::run(Arc::clone(&inner), heal_rx)),
             tokio::spawn(relocate::run(Arc::clone(&inner))),
+            tokio::spawn(rebalance::run(Arc::clone(&inner))),
         ];
         let memory = request_memory(&classes_of(file), d.chunks_in_flight);
         Ok(Self { inner, tasks: Mutex::new(tasks), memory })
@@ -293,7 +345,14 @@ impl DistributedBackend {
 /// Keeps `ready` and the ring current, notices nodes coming back, and
 /// creates the configured buckets once the cluster answers.
 async fn probe_loop(inner: Arc<Inner>) {
+    let mut probes = 0u64;
     loop {
+        if probes.is_multiple_of(CLASSES_EVERY)
+            && let Ok(Reply::StorageClasses(c)) = inner.probe.read(Query::StorageClasses).await
+        {
+            inner.follow_classes(&c);
+        }
+        probes += 1;
         let ok = match inner.probe.read(Query::Ring).await {
             Ok(Reply::Ring(Some(r))) => {
                 let stale = inner.ring().is_none_or(|cur| cur.epoch() != r.epoch);
@@ -424,7 +483,24 @@ impl Inner {
         );
         *self.ring.write().expect("ring lock") = Some(Arc::new(ring));
         self.relocate_wanted.store(true, Ordering::Release);
+        self.rebalance_wanted.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Takes up the committed storage classes (the leader writes them
+    /// from its cluster file), so a class whose code was changed applies
+    /// to new writes without a gateway restart and a rebalance pass
+    /// encodes old chunks again. The write quorum is not committed: a
+    /// class keeps this gateway's file's quorum while its code is the
+    /// file's, else gets the default.
+    fn follow_classes(&self, committed: &[predastore_core::meta::StorageClassRecord]) {
+        let next = merged_classes(&self.file_classes, committed);
+        let mut cur = self.classes.write().expect("classes lock");
+        if *cur != next {
+            tracing::info!(classes = ?next, "storage classes loaded");
+            *cur = next;
+            self.rebalance_wanted.store(true, Ordering::Release);
+        }
     }
 
     /// Whether a Raft leader answered the last probe.
@@ -443,7 +519,8 @@ impl Inner {
 
     fn class(&self, name: Option<&str>) -> Result<(String, Erasure)> {
         let name = name.unwrap_or(STANDARD);
-        let e = self.classes.get(name).ok_or_else(|| {
+        let classes = self.classes.read().expect("classes lock");
+        let e = classes.get(name).ok_or_else(|| {
             BackendError::InvalidArgument(format!("unknown storage class {name}"))
         })?;
         Ok((name.to_string(), *e))
@@ -720,7 +797,7 @@ impl Backend for DistributedBackend {
     }
 
     fn storage_classes(&self) -> Vec<String> {
-        self.inner.classes.keys().cloned().collect()
+        self.inner.classes.read().expect("classes lock").keys().cloned().collect()
     }
 
     fn request_memory(&self) -> RequestMemory {
@@ -759,6 +836,8 @@ impl Backend for DistributedBackend {
             ring_epoch: inner.ring().map_or(0, |r| r.epoch()),
             storage_classes: inner
                 .classes
+                .read()
+                .expect("classes lock")
                 .iter()
                 .map(|(name, e)| StorageClassView {
                     name: name.clone(),
@@ -1396,6 +1475,27 @@ impl Backend for DistributedBackend {
         let pass = tokio::spawn(async move { relocate::pass(&inner).await });
         let report = pass.await.map_err(|e| BackendError::Internal(e.to_string()))?;
         Ok(Some(report.map_err(meta_err)?))
+    }
+
+    async fn rebalance(&self) -> Result<Option<RebalanceReport>> {
+        let inner = Arc::clone(&self.inner);
+        // A task of its own: a client that hangs up does not stop the pass.
+        let pass = tokio::spawn(async move { rebalance::pass(&inner).await });
+        let report = pass.await.map_err(|e| BackendError::Internal(e.to_string()))?;
+        Ok(Some(report.map_err(meta_err)?))
+    }
+
+    async fn rebalance_status(&self) -> RebalanceStatus {
+        RebalanceStatus {
+            running: self.inner.rebalance_running.load(Ordering::Acquire),
+            last: self
+                .inner
+                .last_rebalance
+                .lock()
+                .expect("rebalance report lock")
+                .as_ref()
+                .map(|(r, _)| r.clone()),
+        }
     }
 
     async fn drain_status(&self) -> Result<DrainStatus> {

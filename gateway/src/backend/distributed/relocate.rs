@@ -40,10 +40,9 @@
 //!
 //! Destinations are chosen from the chunk's owner id, not its key, so two
 //! records sharing a chunk (a copy) move its shards to the same node.
-//! Departure from the design's "rebalance": adding nodes does not move
-//! existing shards to them (new writes spread over them). Deleting an old
-//! copy safely needs to know no other record still names it, which the
-//! per-record layouts cannot tell; relocation needs no deletes.
+//! Moved chunks are stamped with the current ring epoch, so
+//! [`super::rebalance`] (which moves chunks onto nodes that joined) leaves
+//! them until the ring changes again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -283,6 +282,9 @@ async fn object(
                 Ok(stored) => {
                     for (i, to) in moves.iter().filter(|(i, _)| stored.contains(i)) {
                         next.chunks[at].nodes[usize::from(*i)] = *to;
+                        // Placed deliberately under this ring: rebalance
+                        // leaves it until the ring changes again.
+                        next.chunks[at].ring_epoch = ring.epoch();
                         moved += 1;
                     }
                 }

@@ -329,19 +329,19 @@ impl ObjectScrub<'_> {
 
 /// Spreads a pass's reads over time: once `spent` bytes are charged, the
 /// pass may go on no sooner than `spent / rate` seconds after it started.
-struct Pacer {
+pub(super) struct Pacer {
     rate: u64,
     started: Instant,
     spent: u64,
 }
 
 impl Pacer {
-    fn new(rate: u64) -> Self {
+    pub(super) fn new(rate: u64) -> Self {
         Self { rate, started: Instant::now(), spent: 0 }
     }
 
     /// Charges `bytes` and waits until they fit the rate.
-    async fn take(&mut self, bytes: u64) {
+    pub(super) async fn take(&mut self, bytes: u64) {
         self.spent = self.spent.saturating_add(bytes);
         let d = delay(self.rate, self.spent, self.started.elapsed());
         if !d.is_zero() {

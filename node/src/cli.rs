@@ -144,6 +144,52 @@ pub enum CertsCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Copy ca.crt and node-<id>.crt/.key — nothing else — from a
+    /// directory holding every node's pair into this node's own: a pod's
+    /// init container runs it so the node's container holds its own key
+    /// only, never its peers' (which would let it speak as them).
+    Install {
+        /// Directory holding ca.crt and every node-<id>.crt/.key.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// This node's id. Env: PREDASTORE_NODE_ID.
+        #[arg(long, env = "PREDASTORE_NODE_ID")]
+        id: u64,
+        /// Directory to write the three files into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Copies `ca.crt`, `node-<id>.crt` and `node-<id>.key` from `from` into
+/// `out` (the key readable by the owner only), each written to a temporary
+/// name, fsynced and renamed; fails naming the first file that is missing.
+pub fn install_own(from: &Path, id: u64, out: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cert = format!("node-{id}.crt");
+    let key = format!("node-{id}.key");
+    for (name, mode) in [("ca.crt", 0o444), (cert.as_str(), 0o444), (key.as_str(), 0o400)] {
+        let src = from.join(name);
+        let bytes = std::fs::read(&src).with_context(|| {
+            format!("reading {} (is node {id} in the cluster's TLS Secret?)", src.display())
+        })?;
+        let tmp = out.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, out.join(name))?;
+    }
+    std::fs::File::open(out)?.sync_all()?;
+    println!("installed ca.crt, {cert} and {key} into {}", out.display());
+    Ok(())
 }
 
 /// Writes the pair and tells the user where it went.
@@ -168,6 +214,7 @@ impl CertsCommand {
                 let pair = certs::issue(&ca, cluster_id, &Role::Gateway(name.clone()))?;
                 write_pair(out, &format!("gateway-{name}"), &pair)
             }
+            Self::Install { from, id, out } => install_own(from, *id, out),
         }
     }
 }
@@ -288,5 +335,35 @@ impl ServeArgs {
             quorum_timeout: Duration::from_millis(self.raft_election_ms * 5 / 2),
         };
         Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn install_copies_the_nodes_own_pair_and_nothing_else() {
+        let from = tempfile::tempdir().unwrap();
+        for f in ["ca.crt", "ca.key", "node-0.crt", "node-0.key", "node-1.crt", "node-1.key"] {
+            std::fs::write(from.path().join(f), f).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("tls");
+        install_own(from.path(), 1, &dir).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ca.crt", "node-1.crt", "node-1.key"]);
+        assert_eq!(std::fs::read_to_string(dir.join("node-1.key")).unwrap(), "node-1.key");
+        let mode = std::fs::metadata(dir.join("node-1.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o400, "the key is the owner's alone");
+        // Run again (a restarted pod): the files are replaced.
+        install_own(from.path(), 1, &dir).unwrap();
+        let e = install_own(from.path(), 7, &out.path().join("other")).unwrap_err();
+        assert!(format!("{e:#}").contains("node-7.crt"), "{e:#}");
     }
 }

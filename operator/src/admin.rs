@@ -55,6 +55,24 @@ pub struct ClusterInfo {
     pub ring_epoch: u64,
 }
 
+/// One draining node as `GET /admin/v1/drain` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DrainingNode {
+    /// Member id.
+    pub id: u64,
+    /// Proven to hold nothing any record or open upload part names.
+    #[serde(default)]
+    pub empty: bool,
+}
+
+/// `GET /admin/v1/drain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DrainInfo {
+    /// Draining nodes now.
+    #[serde(default)]
+    pub draining: Vec<DrainingNode>,
+}
+
 /// Why an admin request failed; never fatal for a reconcile (status keeps
 /// its previous usage numbers).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +107,8 @@ pub trait GatewayAdmin: Send + Sync {
         token: &str,
         name: &str,
     ) -> Result<Option<BucketUsage>, AdminError>;
+    /// Draining nodes and whether each is proven empty.
+    async fn drain(&self, base: &str, token: &str) -> Result<DrainInfo, AdminError>;
     /// Sets the S3 storage class new objects of bucket `name` get when
     /// their PUT names none (a Bucket's `storageClass`).
     async fn set_bucket_class(
@@ -143,6 +163,14 @@ impl Default for HttpAdmin {
 impl GatewayAdmin for HttpAdmin {
     async fn cluster(&self, base: &str, token: &str) -> Result<ClusterInfo, AdminError> {
         let url = format!("{}/admin/v1/cluster", base.trim_end_matches('/'));
+        match self.get(url.clone(), token).await? {
+            Some(r) => r.json().await.map_err(|source| AdminError::Http { url, source }),
+            None => Err(AdminError::Status { url, status: 404 }),
+        }
+    }
+
+    async fn drain(&self, base: &str, token: &str) -> Result<DrainInfo, AdminError> {
+        let url = format!("{}/admin/v1/drain", base.trim_end_matches('/'));
         match self.get(url.clone(), token).await? {
             Some(r) => r.json().await.map_err(|source| AdminError::Http { url, source }),
             None => Err(AdminError::Status { url, status: 404 }),
@@ -224,5 +252,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!((b.objects, b.bytes), (3, 1234));
+        // As the gateway writes it (predastore_gateway::backend::DrainStatus).
+        let status = predastore_gateway::backend::DrainStatus {
+            running: false,
+            draining: vec![predastore_gateway::backend::DrainingView {
+                id: 4,
+                since_ms: 1,
+                referenced: 0,
+                referenced_ms: 0,
+                empty: true,
+            }],
+            last: None,
+        };
+        let d: DrainInfo = serde_json::from_value(serde_json::to_value(&status).unwrap()).unwrap();
+        assert_eq!(d.draining, vec![DrainingNode { id: 4, empty: true }]);
     }
 }

@@ -155,7 +155,7 @@ pub fn cluster_file(names: &Names, plan: &Plan) -> ClusterFile {
                 id,
                 addr: names.node_addr(id),
                 zone: plan.node_zones.get(&id).cloned(),
-                drain: false,
+                drain: plan.draining.contains(&id),
             })
             .collect(),
     }
@@ -175,6 +175,7 @@ pub fn desired(c: &PredastoreCluster, plan: &Plan, material: &Material) -> Desir
     match plan.mode {
         Mode::Fs => d.stateful_sets.push(b.fs_gateway()),
         Mode::Distributed => {
+            d.secrets.push(b.ca_secret());
             d.secrets.push(b.tls_secret());
             d.services.insert(0, b.nodes_service());
             d.stateful_sets.push(b.nodes());
@@ -256,10 +257,32 @@ impl Builder<'_> {
         }
     }
 
+    /// Certificates and leaf keys; never the CA key, so the whole Secret
+    /// can be mounted (into the node pods' init container) without listing
+    /// items — a list that would change, and restart every node, whenever
+    /// a node is added.
     fn tls_secret(&self) -> Secret {
+        let data = self.material.tls.iter().filter(|(k, _)| k.as_str() != certs::CA_KEY);
         Secret {
             metadata: self.meta(self.names.tls(), Component::Cluster),
-            data: Some(self.material.tls.iter().map(|(k, v)| (k.clone(), bytes(v))).collect()),
+            data: Some(data.map(|(k, v)| (k.clone(), bytes(v))).collect()),
+            type_: Some("Opaque".into()),
+            ..Secret::default()
+        }
+    }
+
+    /// The CA pair, for the operator alone. Applied before
+    /// [`Builder::tls_secret`]: that one no longer carries the key (it did
+    /// before), so the key must be stored here first.
+    fn ca_secret(&self) -> Secret {
+        let data = self
+            .material
+            .tls
+            .iter()
+            .filter(|(k, _)| [certs::CA_CERT, certs::CA_KEY].contains(&k.as_str()));
+        Secret {
+            metadata: self.meta(self.names.ca(), Component::Cluster),
+            data: Some(data.map(|(k, v)| (k.clone(), bytes(v))).collect()),
             type_: Some("Opaque".into()),
             ..Secret::default()
         }
@@ -489,6 +512,28 @@ impl Builder<'_> {
         container
     }
 
+    /// Copies this pod's own pair (and the CA certificate) from the whole
+    /// TLS Secret into the memory volume the node container mounts, so a
+    /// node holds its own key only and cannot speak as its peers.
+    fn node_tls_init(&self) -> Value {
+        json!({
+            "name": "tls",
+            "image": self.c.spec.image,
+            "imagePullPolicy": self.c.spec.image_pull_policy.as_str(),
+            "command": ["predastore-node"],
+            "args": ["certs", "install", "--from", NODE_TLS_ALL_DIR, "--out", names::TLS_DIR],
+            "env": [{
+                "name": names::ENV_NODE_ID,
+                "valueFrom": {"fieldRef": {"fieldPath": format!("metadata.labels['{}']", names::POD_INDEX_LABEL)}},
+            }],
+            "securityContext": self.container_security(),
+            "volumeMounts": [
+                {"name": "tls-all", "mountPath": NODE_TLS_ALL_DIR, "readOnly": true},
+                {"name": "tls", "mountPath": names::TLS_DIR},
+            ],
+        })
+    }
+
     /// The TLS volume: the CA certificate and leaf pairs, never the CA key.
     fn tls_volume(&self, keys: Vec<String>) -> Value {
         let items: Vec<Value> = keys.into_iter().map(|k| json!({"key": k, "path": k})).collect();
@@ -497,11 +542,6 @@ impl Builder<'_> {
 
     fn nodes(&self) -> StatefulSet {
         let selector = names::selector(self.names, Component::Node);
-        let mut tls_keys = vec![certs::CA_CERT.to_string()];
-        for id in 0..self.plan.members as u64 {
-            tls_keys.push(certs::node_cert(id));
-            tls_keys.push(certs::node_key(id));
-        }
         let mut spread = vec![json!({
             "maxSkew": 1,
             "topologyKey": "kubernetes.io/hostname",
@@ -536,8 +576,14 @@ impl Builder<'_> {
                         "securityContext": self.pod_security(),
                         "terminationGracePeriodSeconds": 60,
                         "topologySpreadConstraints": spread,
+                        "initContainers": [self.node_tls_init()],
                         "containers": [self.node_container()],
-                        "volumes": [self.config_volume(), self.tls_volume(tls_keys), {"name": "tmp", "emptyDir": {}}],
+                        "volumes": [
+                            self.config_volume(),
+                            {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                            {"name": "tls-all", "secret": {"secretName": self.names.tls(), "defaultMode": 0o440}},
+                            {"name": "tmp", "emptyDir": {}},
+                        ],
                     },
                 },
                 "volumeClaimTemplates": [self.pvc_template()],
@@ -608,6 +654,9 @@ impl Builder<'_> {
         }))
     }
 }
+
+/// Where a node pod's init container sees the whole TLS Secret.
+const NODE_TLS_ALL_DIR: &str = "/etc/predastore/tls-all";
 
 /// Arguments of `predastore-gateway` in every gateway pod.
 pub fn gateway_args() -> Vec<String> {

@@ -191,7 +191,8 @@ impl PullPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct NodesSpec {
     /// Storage node count (distributed mode). Scale-up adds members to the
-    /// cluster file; scale-down is refused until decommission exists.
+    /// cluster file; scale-down first drains the highest ordinals and
+    /// removes them once the gateways prove them empty.
     #[serde(default = "default_node_replicas")]
     #[schemars(range(min = 0, max = 255))]
     pub replicas: i32,

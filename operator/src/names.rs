@@ -92,6 +92,11 @@ impl Names {
     pub fn tls(&self) -> String {
         format!("{}-tls", self.cluster)
     }
+    /// Secret holding the cluster CA's key (and certificate): read by the
+    /// operator to issue certificates, mounted into no pod.
+    pub fn ca(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
     /// Headless Service of the nodes.
     pub fn nodes_service(&self) -> String {
         format!("{}-nodes", self.cluster)

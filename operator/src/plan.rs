@@ -39,6 +39,10 @@ pub struct PlanInputs {
     pub zones: Option<BTreeSet<String>>,
     /// Members in the cluster file already written, if any.
     pub current_members: Option<usize>,
+    /// Draining node ids the gateways report proven empty (`GET
+    /// /admin/v1/drain`): nothing any record names is on them, so they
+    /// can leave the cluster file and the StatefulSet.
+    pub proven_empty: BTreeSet<u64>,
     /// Zone of each node id: of the Kubernetes node its pod runs on, or
     /// as last written for a pod not scheduled right now. Empty without
     /// zone spreading.
@@ -65,9 +69,12 @@ pub struct Plan {
     pub members: usize,
     /// The default class (cluster file `[erasure]`), then the others.
     pub classes: Vec<OfferedClass>,
-    /// Set when the spec asks for fewer nodes than the cluster has:
-    /// `(asked, kept)`. Nothing shrinks until decommission exists.
-    pub scale_down_refused: Option<(usize, usize)>,
+    /// Node ids being decommissioned: the spec asks for fewer nodes than
+    /// the cluster file lists, so the highest ids (the StatefulSet's last
+    /// ordinals) are listed `drain = true` and the gateways move their
+    /// shards away. They stay members until every one is proven empty;
+    /// then the file drops them and the StatefulSet shrinks.
+    pub draining: Vec<u64>,
     /// The gateway container's memory limit in bytes, when the spec sets
     /// one: the gateway's memory budget is sized from it.
     pub gateway_memory_limit: Option<u64>,
@@ -188,12 +195,9 @@ pub fn plan(spec: &PredastoreClusterSpec, inputs: &PlanInputs) -> Result<Plan, V
     }
 
     let asked = usize::try_from(spec.nodes.replicas.max(0)).unwrap_or(0);
-    let (members, scale_down_refused) = match spec.mode {
-        Mode::Fs => (0, None),
-        Mode::Distributed => match inputs.current_members {
-            Some(current) if current > asked => (current, Some((asked, current))),
-            _ => (asked, None),
-        },
+    let (members, draining) = match spec.mode {
+        Mode::Fs => (0, Vec::new()),
+        Mode::Distributed => decommission(asked, inputs),
     };
 
     if spec.mode == Mode::Distributed {
@@ -212,11 +216,11 @@ pub fn plan(spec: &PredastoreClusterSpec, inputs: &PlanInputs) -> Result<Plan, V
                 ));
             }
             let width = usize::from(c.erasure.data_shards) + usize::from(c.erasure.parity_shards);
-            if asked > 0 && width > members {
+            if asked > 0 && width > asked {
                 problems.push(problem(
                     "InsufficientNodes",
                     format!(
-                        "{} needs {width} nodes, one per shard of a chunk, but nodes.replicas is {members}; \
+                        "{} needs {width} nodes, one per shard of a chunk, but nodes.replicas is {asked}; \
                          it cannot be placed (it would not survive even the loss of the node holding two shards)",
                         describe(c)
                     ),
@@ -243,16 +247,27 @@ pub fn plan(spec: &PredastoreClusterSpec, inputs: &PlanInputs) -> Result<Plan, V
             }
             _ => BTreeMap::new(),
         };
-        Ok(Plan {
-            mode: spec.mode,
-            members,
-            classes,
-            scale_down_refused,
-            gateway_memory_limit,
-            node_zones,
-        })
+        Ok(Plan { mode: spec.mode, members, classes, draining, gateway_memory_limit, node_zones })
     } else {
         Err(problems)
+    }
+}
+
+/// Members of the cluster file and the ids draining, when the spec asks
+/// for `asked` nodes: growing (or steady) lists `asked`; shrinking keeps
+/// every current member and drains ids `asked..current` until all of them
+/// are proven empty, then lists `asked`.
+fn decommission(asked: usize, inputs: &PlanInputs) -> (usize, Vec<u64>) {
+    match inputs.current_members {
+        Some(current) if current > asked => {
+            let leaving: Vec<u64> = (asked as u64..current as u64).collect();
+            if leaving.iter().all(|id| inputs.proven_empty.contains(id)) {
+                (asked, Vec::new())
+            } else {
+                (current, leaving)
+            }
+        }
+        _ => (asked, Vec::new()),
     }
 }
 
@@ -606,14 +621,32 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_is_refused_and_keeps_members() {
+    fn scale_down_drains_the_last_ids_and_shrinks_once_they_are_empty() {
         let inputs = PlanInputs { current_members: Some(5), ..PlanInputs::default() };
         let p = plan(&spec(Mode::Distributed, 3, 2, 1), &inputs).unwrap();
-        assert_eq!(p.members, 5);
-        assert_eq!(p.scale_down_refused, Some((3, 5)));
+        assert_eq!((p.members, p.draining.clone()), (5, vec![3, 4]));
+        // One proven empty is not enough: both leave together.
+        let inputs = PlanInputs {
+            current_members: Some(5),
+            proven_empty: BTreeSet::from([4]),
+            ..PlanInputs::default()
+        };
+        let p = plan(&spec(Mode::Distributed, 3, 2, 1), &inputs).unwrap();
+        assert_eq!((p.members, p.draining.len()), (5, 2));
+        let inputs = PlanInputs {
+            current_members: Some(5),
+            proven_empty: BTreeSet::from([3, 4]),
+            ..PlanInputs::default()
+        };
+        let p = plan(&spec(Mode::Distributed, 3, 2, 1), &inputs).unwrap();
+        assert_eq!((p.members, p.draining), (3, vec![]));
         let inputs = PlanInputs { current_members: Some(3), ..PlanInputs::default() };
         let p = plan(&spec(Mode::Distributed, 5, 2, 1), &inputs).unwrap();
-        assert_eq!((p.members, p.scale_down_refused), (5, None));
+        assert_eq!((p.members, p.draining), (5, vec![]));
+        // Shrinking below a class's width is refused, not drained into.
+        let inputs = PlanInputs { current_members: Some(5), ..PlanInputs::default() };
+        let err = plan(&spec(Mode::Distributed, 4, 3, 2), &inputs).unwrap_err();
+        assert_eq!(err[0].reason, "InsufficientNodes");
     }
 
     #[test]

@@ -157,16 +157,21 @@ pub fn cluster(
             ],
         )
     };
-    if let Some((asked, kept)) = plan.scale_down_refused {
+    let mut phase = phase;
+    if !plan.draining.is_empty() {
+        let ids = plan.draining.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         conds[1] = Cond::new(
             "Progressing",
-            false,
-            "ScaleDownRefused",
+            true,
+            DECOMMISSIONING,
             format!(
-                "nodes.replicas {asked} is below the {kept} members of the cluster; scale-down is refused \
-                 until node decommission exists, the cluster keeps {kept} nodes (set nodes.replicas back to {kept})"
+                "decommissioning node(s) {ids}: their shards are moving to the other nodes; they leave \
+                 the cluster and the StatefulSet once the gateways prove them empty (GET /admin/v1/drain)"
             ),
         );
+        if phase == phase::READY {
+            phase = phase::PROGRESSING;
+        }
     }
 
     PredastoreClusterStatus {
@@ -184,6 +189,10 @@ pub fn cluster(
         admin_endpoint: Some(names.admin_endpoint()),
     }
 }
+
+/// Reason of the Progressing condition while nodes are drained before a
+/// scale-down.
+pub const DECOMMISSIONING: &str = "Decommissioning";
 
 /// Status of a cluster whose spec was rejected: the reasons, nothing else
 /// changes (counts from before stay).

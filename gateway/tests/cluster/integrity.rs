@@ -174,11 +174,30 @@ async fn a_write_slower_than_the_intent_ttl_renews_it_and_commits() {
 /// The cluster's gateway as a process of its own (so it can be SIGKILLed,
 /// or started through `wrapper`, e.g. faketime), with `edit` applied to
 /// its config; returns it, that config and its S3 endpoint once ready.
+/// A gateway process and the wrapper that started it (faketime forks
+/// rather than execs), in a process group of their own that is SIGKILLed
+/// on [`GatewayProcess::kill`] or drop, so no test leaves a gateway behind.
+pub(crate) struct GatewayProcess(std::process::Child);
+
+impl GatewayProcess {
+    pub(crate) fn kill(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 async fn gateway_process(
     t: &TestCluster,
     wrapper: &[&str],
     edit: impl FnOnce(&mut predastore_core::config::GatewayConfig),
-) -> (std::process::Child, predastore_core::config::GatewayConfig, String) {
+) -> (GatewayProcess, predastore_core::config::GatewayConfig, String) {
     let mut config = t.c.gateway_config().clone();
     let (s3_port, admin_port) = (free_port(), free_port());
     config.listen = ([127, 0, 0, 1], s3_port).into();
@@ -192,6 +211,7 @@ async fn gateway_process(
     if !wrapper.is_empty() {
         cmd.args(&wrapper[1..]).arg(bin);
     }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let gw = cmd
         .arg("--config")
         .arg(&config_path)
@@ -206,7 +226,7 @@ async fn gateway_process(
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    (gw, config, format!("http://127.0.0.1:{s3_port}"))
+    (GatewayProcess(gw), config, format!("http://127.0.0.1:{s3_port}"))
 }
 
 /// Whether `faketime` runs; under CI (which installs it) its absence fails.
@@ -274,8 +294,7 @@ async fn a_gateway_clock_hours_ahead_does_not_shorten_the_grace() {
         got.extend_from_slice(&c);
     }
     assert!(got == v1, "the replaced version read back whole ({} bytes)", got.len());
-    gw.kill().unwrap();
-    gw.wait().unwrap();
+    gw.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,8 +324,7 @@ async fn a_gateway_killed_mid_put_leaves_no_object_and_no_untracked_shard() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    gw.kill().unwrap();
-    gw.wait().unwrap();
+    gw.kill();
     for p in puts {
         assert!(p.await.unwrap().is_err(), "a PUT cut by the crash cannot succeed");
     }

@@ -12,8 +12,9 @@
 //!   the group's, or its draining members from the file's `drain = true`
 //!   nodes and the members the file no longer lists; add a new node as a learner; replace removed voters
 //!   (promoting caught-up learners); drop removed learners; promote
-//!   caught-up learners while fewer than [`MAX_VOTERS`] vote. Default
-//!   storage classes from the file are written when missing or different.
+//!   caught-up learners while fewer than [`MAX_VOTERS`] vote. Storage
+//!   classes from the file are written when missing or different, once
+//!   the members that stay can place them ([`classes_to_write`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -228,14 +229,17 @@ pub async fn reconcile(svc: &MetaService, file: &ClusterFile) -> anyhow::Result<
         ring,
         draining,
     };
+    // Classes first, counted against the members that stay: a code that
+    // narrows so that nodes can drain is committed before the draining
+    // (which the state machine refuses while a class would not fit), and
+    // one that widens waits until the nodes it needs are members.
+    let placeable =
+        cur.addrs.keys().filter(|id| file.nodes.iter().any(|n| n.id == **id && !n.drain)).count();
+    sync_classes(svc, file, placeable).await?;
     let step = plan(&cur, file);
     let limit = Duration::from_secs(10);
     match &step {
-        Step::Idle => {
-            let placeable = cur.addrs.keys().filter(|id| !cur.draining.contains(id)).count();
-            sync_classes(svc, file, placeable).await?;
-            return Ok(step);
-        }
+        Step::Idle => return Ok(step),
         Step::SetRing(members, vnodes) => {
             let cmd = Command::SetRing { members: members.clone(), virtual_nodes: *vnodes };
             let epoch = svc.write(new_request_id(), cmd).await?;

@@ -37,7 +37,11 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
-    let inputs = observe_inputs(&c, &ctx, &names).await?;
+    let mut inputs = observe_inputs(&c, &ctx, &names).await?;
+    if scaling_down(&c, &inputs) {
+        inputs.proven_empty =
+            observe_proven_empty(&c, &ctx, &names, &secrets_api(&ctx, &names)).await?;
+    }
     let plan = match plan::plan(&c.spec, &inputs) {
         Ok(p) => p,
         Err(problems) => {
@@ -80,7 +84,8 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
         }
     }
 
-    let material = material(&c, &secrets, &names, plan.members, user_credentials).await?;
+    let (material, legacy_ca_key) =
+        material(&c, &secrets, &names, plan.members, user_credentials).await?;
     let desired = build::desired(&c, &plan, &material);
     let wrote = match apply_all(&ctx, &desired).await {
         Ok(n) => n,
@@ -101,6 +106,21 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
         }
     };
     tracing::debug!(cluster = %names.cluster, wrote, "applied");
+    if legacy_ca_key {
+        // Stored in `<name>-ca` by the apply above; an apply does not drop
+        // a key another field manager (or an older apply) put there.
+        let patch =
+            serde_json::json!([{"op": "remove", "path": format!("/data/{}", certs::CA_KEY)}]);
+        let patch: json_patch::Patch = serde_json::from_value(patch).expect("a valid JSON patch");
+        secrets
+            .patch(
+                &names.tls(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Json::<()>(patch),
+            )
+            .await?;
+        tracing::info!(cluster = %names.cluster, "moved the CA key out of the TLS Secret");
+    }
 
     if let Some(before) = inputs.current_members
         && plan.members > before
@@ -121,9 +141,18 @@ pub async fn reconcile(c: Arc<PredastoreCluster>, ctx: Arc<Context>) -> Result<A
         let msg = new.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
         ctx.event(&c, kind, &p, msg).await;
     }
-    if plan.scale_down_refused.is_some() && !scale_down_reported(c.status.as_ref()) {
+    if !plan.draining.is_empty() && !decommission_reported(c.status.as_ref()) {
         let msg = new.conditions[1].message.clone();
-        ctx.event(&c, EventType::Warning, "ScaleDownRefused", msg).await;
+        ctx.event(&c, EventType::Normal, status::DECOMMISSIONING, msg).await;
+    }
+    if let Some(before) = inputs.current_members
+        && plan.members < before
+    {
+        let note = format!(
+            "nodes {}..{before} proven empty; removed from the cluster file, scaling to {} nodes",
+            plan.members, plan.members
+        );
+        ctx.event(&c, EventType::Normal, "ScalingDown", note).await;
     }
     context::patch_status(&api, &c, c.status.as_ref(), &new).await?;
     Ok(Action::requeue(if new.phase.as_deref() == Some(phase::READY) {
@@ -191,8 +220,43 @@ fn refused(e: &context::Error) -> Option<String> {
     }
 }
 
-fn scale_down_reported(s: Option<&PredastoreClusterStatus>) -> bool {
-    s.is_some_and(|s| s.conditions.iter().any(|c| c.reason == "ScaleDownRefused"))
+fn decommission_reported(s: Option<&PredastoreClusterStatus>) -> bool {
+    s.is_some_and(|s| s.conditions.iter().any(|c| c.reason == status::DECOMMISSIONING))
+}
+
+/// Whether the spec asks for fewer nodes than the cluster file lists.
+fn scaling_down(c: &PredastoreCluster, inputs: &PlanInputs) -> bool {
+    c.spec.mode == Mode::Distributed
+        && inputs
+            .current_members
+            .is_some_and(|n| n > usize::try_from(c.spec.nodes.replicas.max(0)).unwrap_or(0))
+}
+
+fn secrets_api(ctx: &Context, names: &Names) -> Api<Secret> {
+    Api::namespaced(ctx.client.clone(), &names.namespace)
+}
+
+/// Draining nodes the gateways report proven empty. Unreachable gateways
+/// prove nothing: the nodes stay until they answer.
+async fn observe_proven_empty(
+    c: &PredastoreCluster,
+    ctx: &Context,
+    names: &Names,
+    secrets: &Api<Secret>,
+) -> Result<BTreeSet<u64>> {
+    let token = secrets
+        .get_opt(&names.credentials())
+        .await?
+        .and_then(|s| secret_text(&s, names::ADMIN_TOKEN_KEY));
+    let Some(token) = token else { return Ok(BTreeSet::new()) };
+    match ctx.admin.drain(&ctx.settings.gateway(names).admin, &token).await {
+        Ok(d) => Ok(d.draining.into_iter().filter(|n| n.empty).map(|n| n.id).collect()),
+        Err(e) => {
+            tracing::info!(cluster = %c.name_any(), error = %e,
+                "admin API not reachable; draining nodes stay until it proves them empty");
+            Ok(BTreeSet::new())
+        }
+    }
 }
 
 async fn observe_inputs(c: &PredastoreCluster, ctx: &Context, names: &Names) -> Result<PlanInputs> {
@@ -234,7 +298,7 @@ async fn observe_inputs(c: &PredastoreCluster, ctx: &Context, names: &Names) -> 
         }
         _ => BTreeMap::new(),
     };
-    Ok(PlanInputs { classes, zones, current_members, node_zones })
+    Ok(PlanInputs { classes, zones, current_members, node_zones, ..PlanInputs::default() })
 }
 
 /// Zone of each scheduled node pod, by node id: the `key` label of the
@@ -290,7 +354,7 @@ async fn material(
     names: &Names,
     members: usize,
     user_credentials: Option<(String, String)>,
-) -> Result<Material> {
+) -> Result<(Material, bool)> {
     let own = secrets.get_opt(&names.credentials()).await?;
     let admin_token = own
         .as_ref()
@@ -311,17 +375,20 @@ async fn material(
                 }),
         ),
     };
+    let mut legacy_ca_key = false;
     let tls = match c.spec.mode {
         Mode::Fs => TlsMaterial::new(),
         Mode::Distributed => {
-            let existing: TlsMaterial = secrets
-                .get_opt(&names.tls())
-                .await?
-                .and_then(|s| s.data)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
-                .collect();
+            // The CA pair lives in `<name>-ca`; clusters made before it
+            // kept the key in `<name>-tls`, which is read first.
+            let mut existing = TlsMaterial::new();
+            for name in [names.tls(), names.ca()] {
+                let data = secrets.get_opt(&name).await?.and_then(|s| s.data).unwrap_or_default();
+                legacy_ca_key |= name == names.tls() && data.contains_key(certs::CA_KEY);
+                existing.extend(
+                    data.into_iter().filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?))),
+                );
+            }
             certs::ensure(&existing, names, members)?
         }
     };
@@ -330,7 +397,7 @@ async fn material(
     let in_force = credentials.clone().or(user_credentials).unwrap_or_default();
     let credentials_hash =
         build::hash_value(&serde_json::json!([admin_token, in_force.0, in_force.1]));
-    Ok(Material { credentials, admin_token, tls, credentials_hash })
+    Ok((Material { credentials, admin_token, tls, credentials_hash }, legacy_ca_key))
 }
 
 async fn observe_readiness(

@@ -22,6 +22,7 @@ pub const ALL: &[Scenario] = &[
     ("owned_objects_are_garbage_collected", owned_objects_are_garbage_collected),
     ("namespace_deletion_with_delete_buckets", namespace_deletion_with_delete_buckets),
     ("credentials_rotation_rolls_gateways", credentials_rotation_rolls_gateways),
+    ("scale_down_drains_before_it_shrinks", scale_down_drains_before_it_shrinks),
 ];
 
 /// What every scenario gets.
@@ -526,5 +527,52 @@ fn credentials_rotation_rolls_gateways(env: &Env) {
         MINUTE,
         |v| template(v).is_some_and(|t| t != first),
     );
+    a.run(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+/// Node ids of the cluster file in ConfigMap `v` and which of them drain.
+fn members(v: Option<&Value>) -> Option<(Vec<u64>, Vec<u64>)> {
+    let text = v?["data"]["cluster.toml"].as_str()?;
+    let file = predastore_core::config::ClusterFile::from_toml(text).ok()?;
+    let ids = file.nodes.iter().map(|n| n.id).collect();
+    let draining = file.nodes.iter().filter(|n| n.drain).map(|n| n.id).collect();
+    Some((ids, draining))
+}
+
+fn scale_down_drains_before_it_shrinks(env: &Env) {
+    let a = &env.admin;
+    let ns = "e2e-shrink";
+    namespace(a, ns);
+    let cluster = |replicas: u32| {
+        format!(
+            "apiVersion: predastore.io/v1alpha1\nkind: PredastoreCluster\nmetadata:\n  name: s\n  namespace: {ns}\nspec:\n  mode: distributed\n  nodes:\n    replicas: {replicas}\n    storage:\n      size: 1Gi\n  erasure:\n    dataShards: 2\n    parityShards: 1\n"
+        )
+    };
+    a.apply(&cluster(4)).unwrap();
+    a.wait("four members", "configmap", ns, "s-config", MINUTE, |v| {
+        members(v) == Some((vec![0, 1, 2, 3], vec![]))
+    });
+    // Three asked: node 3 drains first; the StatefulSet keeps it until a
+    // gateway proves it empty (none runs here, so it stays).
+    a.apply(&cluster(3)).unwrap();
+    a.wait("node 3 to drain", "configmap", ns, "s-config", MINUTE, |v| {
+        members(v) == Some((vec![0, 1, 2, 3], vec![3]))
+    });
+    let c = a
+        .wait("the Decommissioning condition", "pdc", ns, "s", MINUTE, |v| {
+            v.and_then(|v| condition(v, "Progressing"))
+                .is_some_and(|c| c["reason"] == "Decommissioning" && c["status"] == "True")
+                && observed(v)
+        })
+        .unwrap();
+    let message = condition(&c, "Progressing").unwrap()["message"].as_str().unwrap_or_default();
+    assert!(message.contains("node(s) 3") && message.contains("prove them empty"), "{message}");
+    let sts = a.get("statefulset", ns, "s-node").unwrap();
+    assert_eq!(at(&sts, "spec.replicas"), 4, "no pod goes before its shards do");
+    // Asked back up: nothing drains any more.
+    a.apply(&cluster(4)).unwrap();
+    a.wait("node 3 to stop draining", "configmap", ns, "s-config", MINUTE, |v| {
+        members(v) == Some((vec![0, 1, 2, 3], vec![]))
+    });
     a.run(&["delete", "namespace", ns, "--wait=false"]);
 }

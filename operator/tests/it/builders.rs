@@ -166,6 +166,46 @@ fn nodes_are_hardened_and_spread() {
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
     assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
-    let items = pod["volumes"][1]["secret"]["items"].as_array().unwrap();
-    assert!(items.iter().all(|i| i["key"] != "ca.key"), "the CA key never reaches a pod");
+    // The node container mounts only what its init container copied: its
+    // own pair. The whole TLS Secret (no CA key in it) is mounted into
+    // the init container alone, without items, so adding a node changes
+    // no pod template.
+    let mounts = |c: &serde_json::Value| -> Vec<String> {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().into())
+            .collect()
+    };
+    assert!(!mounts(c).contains(&"tls-all".to_string()), "{:?}", mounts(c));
+    let init = &pod["initContainers"][0];
+    assert_eq!(
+        (&init["args"][0], &init["args"][1]),
+        (&serde_json::json!("certs"), &serde_json::json!("install"))
+    );
+    assert!(mounts(init).contains(&"tls-all".to_string()));
+    let volumes = pod["volumes"].as_array().unwrap();
+    let all = volumes.iter().find(|v| v["name"] == "tls-all").unwrap();
+    assert!(all["secret"]["items"].is_null());
+    let own = volumes.iter().find(|v| v["name"] == "tls").unwrap();
+    assert_eq!(own["emptyDir"]["medium"], "Memory");
+    let tls = d.secrets.iter().find(|s| s.metadata.name.as_deref() == Some("five-tls")).unwrap();
+    assert!(!tls.data.as_ref().unwrap().contains_key("ca.key"), "the CA key never reaches a pod");
+    let ca = d.secrets.iter().find(|s| s.metadata.name.as_deref() == Some("five-ca")).unwrap();
+    assert!(ca.data.as_ref().unwrap().contains_key("ca.key"));
+    let at = |name: &str| d.secrets.iter().position(|s| s.metadata.name.as_deref() == Some(name));
+    assert!(at("five-ca") < at("five-tls"), "the key is stored before it leaves the TLS Secret");
+}
+
+#[test]
+fn adding_nodes_changes_no_node_pod_template() {
+    let five = fixtures::five();
+    let mut six = five.clone();
+    six.spec.nodes.replicas = 6;
+    let template = |c: &predastore_operator::crd::PredastoreCluster| {
+        let d = render(c);
+        serde_json::to_value(&d.stateful_sets[0]).unwrap()["spec"]["template"].clone()
+    };
+    assert_eq!(template(&five), template(&six));
 }

@@ -10,7 +10,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::Client;
 use kube_fake_client::ClientBuilder;
 use kube_fake_client::interceptor::Funcs;
-use predastore_operator::admin::{AdminError, BucketUsage, ClusterInfo, GatewayAdmin, NodeHealth};
+use predastore_operator::admin::{
+    AdminError, BucketUsage, ClusterInfo, DrainInfo, DrainingNode, GatewayAdmin, NodeHealth,
+};
 use predastore_operator::build::Material;
 use predastore_operator::context::{Context, Metrics, Settings};
 use predastore_operator::crd::{Bucket, PredastoreCluster, StorageClass};
@@ -156,6 +158,8 @@ pub struct FakeAdmin {
     pub ring_epoch: Mutex<Option<u64>>,
     /// Healthy node ids.
     pub healthy: Mutex<Vec<u64>>,
+    /// Draining node ids reported proven empty.
+    pub empty: Mutex<Vec<u64>>,
 }
 
 #[async_trait]
@@ -182,6 +186,13 @@ impl GatewayAdmin for FakeAdmin {
 
     async fn bucket(&self, _: &str, _: &str, _: &str) -> Result<Option<BucketUsage>, AdminError> {
         Ok(None)
+    }
+
+    async fn drain(&self, _: &str, _: &str) -> Result<DrainInfo, AdminError> {
+        let empty = self.empty.lock().unwrap();
+        Ok(DrainInfo {
+            draining: empty.iter().map(|id| DrainingNode { id: *id, empty: true }).collect(),
+        })
     }
 
     async fn set_bucket_class(&self, _: &str, _: &str, _: &str, _: &str) -> Result<(), AdminError> {

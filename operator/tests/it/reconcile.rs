@@ -85,7 +85,17 @@ async fn apply_creates_the_objects_with_owner_refs() {
     let admin = Arc::new(FakeAdmin::default());
     let after = run(&client, &admin, "three").await;
 
-    assert_eq!(names::<Secret>(&client).await, ["three-credentials", "three-tls"]);
+    assert_eq!(names::<Secret>(&client).await, ["three-ca", "three-credentials", "three-tls"]);
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    let (ca, tls) =
+        (secrets.get("three-ca").await.unwrap(), secrets.get("three-tls").await.unwrap());
+    let (ca, tls) = (ca.data.unwrap(), tls.data.unwrap());
+    assert!(
+        ca.contains_key("ca.key") && !tls.contains_key("ca.key"),
+        "the CA key never reaches a pod"
+    );
+    assert_eq!(ca["ca.crt"], tls["ca.crt"]);
+    assert!(tls.contains_key("node-2.key"));
     assert_eq!(names::<ConfigMap>(&client).await, ["three-config"]);
     assert_eq!(names::<Service>(&client).await, ["three-admin", "three-nodes", "three-s3"]);
     assert_eq!(names::<StatefulSet>(&client).await, ["three-node"]);
@@ -144,6 +154,36 @@ async fn status_progresses_as_pods_become_ready_and_a_second_reconcile_writes_no
 }
 
 #[tokio::test]
+async fn a_ca_key_kept_in_the_tls_secret_by_an_older_operator_moves_to_its_own_secret() {
+    let c = fixtures::three();
+    let (client, _) = fixtures::api_server(vec![serde_json::to_value(&c).unwrap()]).await;
+    let names = predastore_operator::names::Names { cluster: "three".into(), namespace: NS.into() };
+    let old = predastore_operator::certs::ensure(&Default::default(), &names, 3).unwrap();
+    let data: std::collections::BTreeMap<String, k8s_openapi::ByteString> = old
+        .iter()
+        .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes())))
+        .collect();
+    let legacy = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("three-tls".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    secrets.create(&Default::default(), &legacy).await.unwrap();
+    let admin = Arc::new(FakeAdmin::default());
+    run(&client, &admin, "three").await;
+    let ca = secrets.get("three-ca").await.unwrap().data.unwrap();
+    let tls = secrets.get("three-tls").await.unwrap().data.unwrap();
+    assert_eq!(ca["ca.key"].0, old["ca.key"].as_bytes(), "the same CA, not a new one");
+    assert!(!tls.contains_key("ca.key"));
+    assert_eq!(tls["node-1.key"].0, old["node-1.key"].as_bytes(), "node pairs are kept");
+}
+
+#[tokio::test]
 async fn scale_three_to_five_updates_the_cluster_file_and_reports_the_new_epoch() {
     let (client, _) =
         fixtures::api_server(vec![serde_json::to_value(fixtures::three()).unwrap()]).await;
@@ -186,7 +226,7 @@ async fn scale_three_to_five_updates_the_cluster_file_and_reports_the_new_epoch(
 }
 
 #[tokio::test]
-async fn scale_down_is_refused_with_a_condition_and_changes_nothing() {
+async fn scale_down_drains_the_last_nodes_and_shrinks_once_they_are_proven_empty() {
     let (client, writes) =
         fixtures::api_server(vec![serde_json::to_value(fixtures::five()).unwrap()]).await;
     let admin = Arc::new(FakeAdmin::default());
@@ -202,13 +242,36 @@ async fn scale_down_is_refused_with_a_condition_and_changes_nothing() {
         .await
         .unwrap();
     writes.reset();
+    // Nodes 3 and 4 drain: still members, marked in the file, the
+    // StatefulSet keeps them.
     let c = run(&client, &admin, "five").await;
-    assert_eq!(cluster_file(&client, "five").await.nodes.len(), 5);
+    let file = cluster_file(&client, "five").await;
+    assert_eq!(file.nodes.len(), 5);
+    let draining: Vec<u64> = file.nodes.iter().filter(|n| n.drain).map(|n| n.id).collect();
+    assert_eq!(draining, vec![3, 4]);
+    assert_eq!((file.erasure.data_shards, file.erasure.parity_shards), (2, 1));
     let p = cond(&c, "Progressing");
-    assert_eq!(p.reason, "ScaleDownRefused");
-    assert!(p.message.contains("keeps 5 nodes"), "{}", p.message);
+    assert_eq!((p.reason.as_str(), p.status.as_str()), ("Decommissioning", "True"));
+    assert!(p.message.contains("node(s) 3, 4"), "{}", p.message);
+    assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Progressing"));
     let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get("five-node").await.unwrap();
     assert_eq!(sts.spec.unwrap().replicas, Some(5));
+
+    // One proven empty is not enough.
+    *admin.empty.lock().unwrap() = vec![4];
+    run(&client, &admin, "five").await;
+    assert_eq!(cluster_file(&client, "five").await.nodes.len(), 5);
+
+    // Both proven empty: they leave the file and the StatefulSet.
+    *admin.empty.lock().unwrap() = vec![3, 4];
+    let c = run(&client, &admin, "five").await;
+    let file = cluster_file(&client, "five").await;
+    assert_eq!(file.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(file.nodes.iter().all(|n| !n.drain));
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get("five-node").await.unwrap();
+    assert_eq!(sts.spec.unwrap().replicas, Some(3));
+    assert_eq!(c.status.as_ref().unwrap().members, Some(3));
+    assert_ne!(cond(&c, "Progressing").reason, "Decommissioning");
 }
 
 async fn rejected(c: PredastoreCluster, reason: &str, words: &str) {

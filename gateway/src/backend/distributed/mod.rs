@@ -636,14 +636,8 @@ impl Inner {
         class: &Erasure,
     ) -> Result<(u128, WrittenObject, BodySummary)> {
         let ring = self.need_ring()?;
-        let owner = new_request_id();
-        let intent = IntentRecord {
-            owner,
-            bucket: bucket.into(),
-            key: key.into(),
-            started_ms: record::millis(rules::now_millis()),
-        };
-        self.meta.write(Command::RecordIntent(intent.clone())).await.map_err(meta_err)?;
+        let intent = self.record_intent(bucket, key).await.map_err(meta_err)?;
+        let owner = intent.owner;
         let (stream, verdict) = body::stream(head, body);
         let write = self.data.write_object(stream, owner, class, &ring, bucket, place_as);
         let written = tokio::select! {
@@ -661,6 +655,24 @@ impl Inner {
         };
         self.abandon(owner, &chunks).await;
         Err(err)
+    }
+
+    /// A fresh owner id for shards about to be written for `key`, recorded
+    /// as a write intent first: if the writer dies, the collector finds
+    /// the intent and sweeps the owner's shards.
+    async fn record_intent(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> std::result::Result<IntentRecord, MetaError> {
+        let intent = IntentRecord {
+            owner: new_request_id(),
+            bucket: bucket.into(),
+            key: key.into(),
+            started_ms: record::millis(rules::now_millis()),
+        };
+        self.meta.write(Command::RecordIntent(intent.clone())).await?;
+        Ok(intent)
     }
 
     /// Re-records `intent` as just started every renewal period, for as

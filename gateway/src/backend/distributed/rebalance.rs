@@ -44,7 +44,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use predastore_core::config::Erasure;
-use predastore_core::meta::{ChunkLayout, IntentRecord, MetaError, ObjectRecord, Precondition};
+use predastore_core::meta::{ChunkLayout, MetaError, ObjectRecord, Precondition};
 use predastore_core::meta_client::new_request_id;
 use predastore_core::ring::Ring;
 
@@ -186,14 +186,7 @@ async fn object(
     let mut todo = due_of(&rec);
     while !todo.is_empty() {
         let batch: Vec<_> = todo.drain(..todo.len().min(CHUNKS_PER_COMMIT)).collect();
-        let owner = new_request_id();
-        let intent = IntentRecord {
-            owner,
-            bucket: bucket.into(),
-            key: key.into(),
-            started_ms: record::millis(rules::now_millis()),
-        };
-        inner.meta.write(predastore_core::meta::Command::RecordIntent(intent)).await?;
+        let owner = inner.record_intent(bucket, key).await?.owner;
         let mut next = rec.clone();
         let mut written: Vec<ChunkLayout> = Vec::new();
         let (mut moved, mut recoded, mut bytes) = (0, 0, 0);
